@@ -1,0 +1,1 @@
+"""Interfaces: the FastAPI app and the `autocnc` CLI."""

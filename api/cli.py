@@ -1,0 +1,270 @@
+"""The ``autocnc`` command line.
+
+Writes go to the process that holds the data directory's writer lock: when ``autocnc serve``
+runs, CLI commands send their work to its API; otherwise they open the stores themselves
+(read-only for reads).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from kg.config import Settings, load_settings
+from kg.errors import AutoCNCError, ConfigError
+from kg.lock import holder
+
+app = typer.Typer(help="AutoCNC: knowledge-graph engine for CNC operations.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+query_app = typer.Typer(help="Query the knowledge graph (read-only unless --write).",
+                        no_args_is_help=True)
+ingest_app = typer.Typer(help="Ingest data into the knowledge graph.", no_args_is_help=True)
+app.add_typer(query_app, name="query")
+app.add_typer(ingest_app, name="ingest")
+console = Console()
+err = Console(stderr=True)
+_settings: dict[str, Any] = {}
+
+
+@app.callback()
+def main_options(
+    data_dir: Annotated[Path | None, typer.Option(help="data directory "
+                                                  "[env AUTOCNC_DATA_DIR; default ./.autocnc]")] = None,
+    store: Annotated[str | None, typer.Option(help="embedded | neo4j [env AUTOCNC_STORE]")] = None,
+    neo4j_uri: Annotated[str | None, typer.Option(help="bolt:// URI [env NEO4J_URI]")] = None,
+    neo4j_user: Annotated[str | None, typer.Option(help="[env NEO4J_USER]")] = None,
+    neo4j_password: Annotated[str | None, typer.Option(help="[env NEO4J_PASSWORD]")] = None,
+    neo4j_database: Annotated[str | None, typer.Option(help="[env NEO4J_DATABASE]")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file "
+                                                "[env AUTOCNC_CONFIG]")] = None,
+) -> None:
+    _settings.update(config_file=config, data_dir=data_dir, store=store, neo4j_uri=neo4j_uri,
+                     neo4j_user=neo4j_user, neo4j_password=neo4j_password,
+                     neo4j_database=neo4j_database)
+
+
+def settings() -> Settings:
+    opts = dict(_settings)
+    return load_settings(opts.pop("config_file", None), **opts)
+
+
+def _server(s: Settings) -> dict[str, Any] | None:
+    info = holder(s.data_dir)
+    return info if info and info.get("url") else None
+
+
+def _http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    headers = kwargs.pop("headers", {})
+    if os.environ.get("AUTOCNC_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['AUTOCNC_API_TOKEN']}"
+    resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600, **kwargs)
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        raise AutoCNCError(f"server {info['url']} answered {resp.status_code}: {detail}")
+    return resp
+
+
+def _open(writer: bool) -> Any:
+    from kg.graph import KnowledgeGraph
+
+    return KnowledgeGraph.open(settings(), writer=writer)
+
+
+@app.command()
+def init() -> None:
+    """Create an empty store (graph store + RDF view) with the ontology loaded."""
+    kg = _open(writer=True)
+    try:
+        h = kg.health()
+    finally:
+        kg.close()
+    console.print(f"initialised {h['store']} store in {settings().data_dir} "
+                  f"(ontology {h['ontologyVersion']}, change log at {h['changeLogHead']})")
+
+
+@ingest_app.command("facts")
+def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact batch")]) -> None:
+    """Upsert a batch of facts in the native fact format (docs/model.md), all or nothing."""
+    from kg.facts import FactBatch
+
+    s = settings()
+    try:
+        text = file.read_text(encoding="utf-8")
+        doc = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise AutoCNCError(f"cannot read {file}: {exc}") from exc
+    if (info := _server(s)) is not None:
+        result = _http(info, "POST", "/v1/facts", json=doc).json()
+        console.print(f"written through the server at {info['url']}: {result}")
+        return
+    batch = FactBatch.from_json(doc, base=s.iri_base)
+    kg = _open(writer=True)
+    try:
+        summary = kg.write(batch)
+    finally:
+        kg.close()
+    console.print(f"written: {summary}")
+
+
+def _emit(columns: list[str], rows: list[list[Any]], fmt: str, truncated: bool) -> None:
+    def plain(v: Any) -> Any:
+        return v.isoformat() if isinstance(v, datetime) else v
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps([{c: plain(v) for c, v in zip(columns, r, strict=True)}
+                                     for r in rows], default=str, indent=1) + "\n")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(columns)
+        w.writerows([[plain(v) for v in r] for r in rows])
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*["" if v is None else str(plain(v)) for v in r])
+        console.print(table)
+        console.print(f"{len(rows)} row(s)")
+    if truncated:
+        err.print("[yellow]result truncated at the row cap[/yellow]")
+
+
+Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+
+
+@query_app.command("cypher")
+def query_cypher(
+    query: str,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="NAME=JSON value, repeatable")] = None,
+    write: Annotated[bool, typer.Option(help="allow writing clauses (maintenance)")] = False,
+    format: Format = "table",
+) -> None:
+    """Run Cypher on the graph store (read-only unless --write)."""
+    params = {}
+    for p in param or []:
+        name, _, value = p.partition("=")
+        try:
+            params[name] = json.loads(value)
+        except ValueError:
+            params[name] = value
+    s = settings()
+    if (info := _server(s)) is not None:
+        if write:
+            raise AutoCNCError("the server holds the store; --write is refused while it runs")
+        body = _http(info, "POST", "/v1/cypher", json={"query": query, "parameters": params})
+        res = body.json()
+        _emit(res["columns"], res["rows"], format, res["truncated"])
+        return
+    kg = _open(writer=write)
+    try:
+        r = kg.cypher(query, params, write=write)
+    finally:
+        kg.close()
+    _emit(r.columns, r.rows, format, r.truncated)
+
+
+@query_app.command("sparql")
+def query_sparql(query: str, format: Format = "table") -> None:
+    """Run a SPARQL 1.1 query on the RDF view (read-only)."""
+    s = settings()
+    if (info := _server(s)) is not None:
+        res = _http(info, "POST", "/v1/sparql", content=query.encode(),
+                    headers={"Content-Type": "application/sparql-query",
+                             "Accept": "application/sparql-results+json"}).json()
+        if "boolean" in res:
+            _emit(["ask"], [[res["boolean"]]], format, False)
+            return
+        cols = res["head"]["vars"]
+        rows = [[b.get(c, {}).get("value") for c in cols] for b in res["results"]["bindings"]]
+        _emit(cols, rows, format, False)
+        return
+    kg = _open(writer=False)
+    try:
+        r = kg.sparql(query)
+    finally:
+        kg.close()
+    _emit(r.columns, r.rows, format, r.truncated)
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild the derived views (RDF view, snapshot) from the graph store, from zero."""
+    s = settings()
+    if (info := _server(s)) is not None:
+        console.print(_http(info, "POST", "/v1/reindex").json())
+        return
+    kg = _open(writer=True)
+    try:
+        kg.reindex()
+        console.print(kg.health())
+    finally:
+        kg.close()
+
+
+@app.command()
+def status() -> None:
+    """Show the store, the change-log head and each derived view's lag."""
+    s = settings()
+    if (info := _server(s)) is not None:
+        console.print(_http(info, "GET", "/healthz").json())
+        return
+    kg = _open(writer=False)
+    try:
+        console.print(kg.health())
+    finally:
+        kg.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="bind address; non-loopback needs "
+                                      "AUTOCNC_API_TOKEN")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs); holds the data directory's writer lock."""
+    import uvicorn
+
+    from api.app import create_app
+
+    s = settings()
+    if host not in ("127.0.0.1", "localhost", "::1") and not s.api_token:
+        raise ConfigError(f"binding {host} exposes the API: set AUTOCNC_API_TOKEN first")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    uvicorn.run(create_app(s, url=url), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(seed: Annotated[int, typer.Option(help="generator seed")] = 7) -> None:
+    """Build the demo CNC in the embedded store and answer the competency questions."""
+    from api.demo_report import run_demo
+
+    s = settings()
+    if s.store != "embedded":
+        s = s.model_copy(update={"store": "embedded"})
+    run_demo(s, seed, console)
+
+
+def main() -> None:
+    try:
+        app()
+    except AutoCNCError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Ingest: one module per source (topology, metrics, logs, runbooks, alerts) producing facts."""

@@ -1,0 +1,89 @@
+"""Settings: typed, validated at load, from flags, environment or a config file.
+
+Precedence: explicit arguments (CLI flags) > environment (``AUTOCNC_*``, ``NEO4J_*``) >
+config file (``--config FILE`` or ``AUTOCNC_CONFIG``, or ``<data-dir>/config.yaml``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from kg.errors import ConfigError
+from ontology import DEFAULT_BASE
+
+ENV = {
+    "data_dir": "AUTOCNC_DATA_DIR",
+    "store": "AUTOCNC_STORE",
+    "neo4j_uri": "NEO4J_URI",
+    "neo4j_user": "NEO4J_USER",
+    "neo4j_password": "NEO4J_PASSWORD",
+    "neo4j_database": "NEO4J_DATABASE",
+    "api_token": "AUTOCNC_API_TOKEN",
+    "iri_base": "AUTOCNC_IRI_BASE",
+}
+
+
+class Settings(BaseModel):
+    """Everything AutoCNC needs to open its stores and serve."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    data_dir: Path = Field(Path(".autocnc"), description="where the embedded stores live")
+    store: Literal["embedded", "neo4j"] = "embedded"
+    neo4j_uri: str | None = None
+    neo4j_user: str | None = None
+    neo4j_password: str | None = Field(None, repr=False)
+    neo4j_database: str = "neo4j"
+    api_token: str | None = Field(None, repr=False)
+    iri_base: str = DEFAULT_BASE
+    query_timeout_s: float = Field(30.0, gt=0, le=600)
+    query_max_rows: int = Field(10_000, gt=0, le=1_000_000)
+    max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
+
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _bolt(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("bolt://", "bolt+s://", "bolt+ssc://",
+                                               "neo4j://", "neo4j+s://", "neo4j+ssc://")):
+            raise ValueError("must be a bolt:// or neo4j:// URI")
+        return v
+
+    def store_options(self) -> dict[str, Any]:
+        if self.store == "neo4j":
+            if not self.neo4j_uri:
+                raise ConfigError("store 'neo4j' needs NEO4J_URI (or --neo4j-uri)")
+            return {"uri": self.neo4j_uri, "user": self.neo4j_user,
+                    "password": self.neo4j_password, "database": self.neo4j_database}
+        return {"data_dir": self.data_dir}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults < config file < environment < ``overrides`` (None = not given)."""
+    values: dict[str, Any] = {}
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    data_dir = Path(explicit.get("data_dir") or os.environ.get(ENV["data_dir"]) or ".autocnc")
+    path = config_file or (Path(os.environ["AUTOCNC_CONFIG"]) if os.environ.get("AUTOCNC_CONFIG")
+                           else data_dir / "config.yaml")
+    if path.exists():
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ConfigError(f"config file {path}: must be a mapping of settings")
+        values.update({k.replace("-", "_"): v for k, v in doc.items()})
+    elif config_file is not None:
+        raise ConfigError(f"config file {path} does not exist")
+    values.update({k: os.environ[e] for k, e in ENV.items() if os.environ.get(e)})
+    values.update(explicit)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"setting {field!r}: {err['msg']}") from exc

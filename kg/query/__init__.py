@@ -1,0 +1,1 @@
+"""Operator queries: guards that keep query endpoints read-only and off files and network."""

@@ -1,0 +1,118 @@
+"""The in-memory analytic snapshot: node and edge tables plus sparse adjacency.
+
+Hot paths (RCA, embeddings, recommendation) never make per-node database round trips: they
+work on this snapshot, which is derived from the graph store like the RDF view (watermark +
+catch-up from the change log) and keeps only currently valid facts (no ``validTo``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from kg.store.base import FactState, GraphStore, RelKey
+
+
+@dataclass
+class AnalyticSnapshot:
+    index: dict[str, int] = field(default_factory=dict)  # iri -> node id
+    iris: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    alive: list[bool] = field(default_factory=list)
+    edges: dict[RelKey, bool] = field(default_factory=dict)  # key -> valid
+    rel_types: list[str] = field(default_factory=list)
+    watermark: int = 0
+    _csr: sp.csr_matrix | None = None
+
+    @classmethod
+    def build(cls, graph: GraphStore) -> AnalyticSnapshot:
+        snap = cls(rel_types=list(graph.schema.relation_types))
+        head = graph.head()
+        for ents, rels in graph.scan():
+            snap._apply(ents, rels)
+        snap.watermark = head
+        return snap
+
+    def refresh(self, graph: GraphStore) -> int:
+        """Catch up with the change log; returns the number of changes applied."""
+        applied = 0
+        while entries := graph.changes(self.watermark, limit=100):
+            if any("rawCypher" in e.batch for e in entries):
+                fresh = AnalyticSnapshot.build(graph)
+                self.__dict__.update(fresh.__dict__)
+                return applied + len(entries)
+            iris: list[str] = []
+            keys: list[RelKey] = []
+            for e in entries:
+                i, k = e.touched()
+                iris += i
+                keys += k
+            self._apply(*graph.fetch(list(dict.fromkeys(iris)), list(dict.fromkeys(keys))))
+            self.watermark = entries[-1].seq
+            applied += len(entries)
+        return applied
+
+    def _apply(self, ents: dict[str, FactState], rels: dict[RelKey, FactState]) -> None:
+        for iri, st in ents.items():
+            i = self._node(iri)
+            self.kinds[i] = st.kind
+            self.alive[i] = st.valid_to is None
+        for key, st in rels.items():
+            self._node(key[1])
+            self._node(key[2])
+            self.edges[key] = st.valid_to is None
+        if ents or rels:
+            self._csr = None
+
+    def _node(self, iri: str) -> int:
+        i = self.index.get(iri)
+        if i is None:
+            i = self.index[iri] = len(self.iris)
+            self.iris.append(iri)
+            self.kinds.append("")
+            self.alive.append(True)
+        return i
+
+    @property
+    def node_count(self) -> int:
+        return len(self.iris)
+
+    @property
+    def edge_count(self) -> int:
+        return sum(self.edges.values())
+
+    def adjacency(self) -> sp.csr_matrix:
+        """Directed adjacency of valid relations (all types) as a CSR matrix."""
+        if self._csr is None:
+            pairs = [(self.index[s], self.index[t]) for (_, s, t), ok in self.edges.items() if ok]
+            n = len(self.iris)
+            if pairs:
+                src, dst = np.array(pairs, dtype=np.int64).T
+            else:
+                src = dst = np.zeros(0, dtype=np.int64)
+            self._csr = sp.csr_matrix((np.ones(len(src), dtype=np.float32), (src, dst)),
+                                      shape=(n, n))
+        return self._csr
+
+    def neighbourhood(self, iri: str, hops: int) -> set[str]:
+        """IRIs within ``hops`` relations of ``iri``, either direction (``iri`` excluded)."""
+        start = self.index.get(iri)
+        if start is None:
+            return set()
+        a = self.adjacency()
+        und = (a + a.T).tocsr()
+        seen = {start}
+        frontier = deque([(start, 0)])
+        while frontier:
+            node, d = frontier.popleft()
+            if d == hops:
+                continue
+            for nb in und.indices[und.indptr[node]:und.indptr[node + 1]]:
+                if nb not in seen:
+                    seen.add(int(nb))
+                    frontier.append((int(nb), d + 1))
+        seen.discard(start)
+        return {self.iris[i] for i in seen}

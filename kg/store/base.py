@@ -1,0 +1,230 @@
+"""The store contract and the backend-independent half of a write.
+
+A write is planned in Python, the same way for every backend: read the current state of
+the facts a batch touches (one query), merge, and sort each fact into *create*, *update*
+(content changed) or *touch* (same content again: only ``lastSeen`` moves). The backend
+then applies the plan and appends the batch to its change log in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from kg.errors import FactError
+from kg.facts import Entity, FactBatch, Relation, Value, validate
+from kg.schema import StoreSchema
+from ontology import Ontology
+from ontology.shapes import ShapeSet
+
+RelKey = tuple[str, str, str]  # (type, start iri, end iri)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False  # more rows existed than the row cap
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+@dataclass
+class WriteSummary:
+    seq: int | None = None  # change-log sequence of the batch; None when nothing was written
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    relations_created: int = 0
+    relations_updated: int = 0
+    relations_unchanged: int = 0
+
+    @property
+    def facts(self) -> int:
+        return (self.created + self.updated + self.unchanged + self.relations_created
+                + self.relations_updated + self.relations_unchanged)
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    seq: int
+    at: datetime
+    batch: dict[str, Any]
+
+    def touched(self) -> tuple[list[str], list[RelKey]]:
+        return ([e["iri"] for e in self.batch.get("entities", [])],
+                [(r["type"], r["start"], r["end"]) for r in self.batch.get("relations", [])])
+
+
+@dataclass
+class FactState:
+    """What the store holds of one fact (entity or relation)."""
+
+    kind: str  # class of an entity; relation type of a relation
+    props: dict[str, Value] = field(default_factory=dict)
+    source: str | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+    def content(self) -> tuple[Any, ...]:
+        return (self.kind, self.props, self.source, self.valid_from, self.valid_to)
+
+    @classmethod
+    def from_row(cls, kind: str, row: Mapping[str, Any], prop_names: Sequence[str]) -> FactState:
+        return cls(
+            kind=kind,
+            props={n: row[n] for n in prop_names if row.get(n) is not None},
+            source=row.get("source"), valid_from=row.get("validFrom"),
+            valid_to=row.get("validTo"), first_seen=row.get("firstSeen"),
+            last_seen=row.get("lastSeen"),
+        )
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """A property-graph store of facts. Backends: ``embedded`` (LadybugDB), ``neo4j``."""
+
+    schema: StoreSchema
+
+    def upsert(self, batch: FactBatch) -> WriteSummary:
+        """Write a batch atomically and idempotently; append it to the change log."""
+        ...
+
+    def query(self, cypher: str, params: Mapping[str, Any] | None = None, *,
+              write: bool = False, timeout_s: float = 30.0,
+              max_rows: int = 10_000) -> QueryResult:
+        """Run Cypher; read-only and guarded unless ``write``."""
+        ...
+
+    def fetch(self, iris: Sequence[str], rel_keys: Sequence[RelKey]
+              ) -> tuple[dict[str, FactState], dict[RelKey, FactState]]:
+        """Current state of the given entities and relations (absent ones are left out)."""
+        ...
+
+    def scan(self, chunk: int = 20_000) -> Iterator[tuple[dict[str, FactState],
+                                                           dict[RelKey, FactState]]]:
+        """Every entity and relation, in chunks (for rebuilding derived views)."""
+        ...
+
+    def changes(self, after: int, limit: int = 50) -> list[ChangeEntry]:
+        """Change-log entries with ``seq > after``, oldest first."""
+        ...
+
+    def head(self) -> int:
+        """The newest change-log sequence number (0 when empty)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class WritePlan:
+    """Rows to create, rows to rewrite, and keys whose lastSeen alone moves."""
+
+    now: datetime
+    create: list[dict[str, Any]] = field(default_factory=list)
+    update: list[dict[str, Any]] = field(default_factory=list)
+    touch: list[str] = field(default_factory=list)
+    rel_create: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rel_update: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rel_touch: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    kind_changed: dict[str, tuple[str, str]] = field(default_factory=dict)  # iri -> (old, new)
+    summary: WriteSummary = field(default_factory=WriteSummary)
+    changelog: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.update or self.touch or self.rel_create
+                    or self.rel_update or self.rel_touch)
+
+
+def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: StoreSchema,
+               fetch: Any, now: datetime) -> WritePlan:
+    """Validate ``batch`` and sort its facts into a :class:`WritePlan`.
+
+    ``fetch`` is the store's :meth:`GraphStore.fetch`; it is called once. Raises FactError
+    (nothing written) for the first invalid fact.
+    """
+    batch = validate(batch, onto)
+    batch_iris = [e.iri for e in batch.entities]
+    endpoint_iris = {iri for r in batch.relations for iri in (r.start, r.end)}
+    old_entities, old_rels = fetch(
+        list(dict.fromkeys([*batch_iris, *endpoint_iris])), [r.key for r in batch.relations]
+    )
+    plan = WritePlan(now=now)
+    prop_names = [n for n, _ in schema.entity_properties]
+    kinds: dict[str, str] = {iri: s.kind for iri, s in old_entities.items()}
+    for e in batch.entities:
+        old = old_entities.get(e.iri)
+        state = _merged(e, old)
+        shapes.check_entity(onto, e.iri, state.kind, state.props)
+        kinds[e.iri] = state.kind
+        if old is None:
+            plan.create.append(_entity_row(e.iri, state, onto, prop_names, now, now))
+            plan.summary.created += 1
+        elif state.content() == old.content():
+            plan.touch.append(e.iri)
+            plan.summary.unchanged += 1
+        else:
+            plan.update.append(_entity_row(e.iri, state, onto, prop_names, old.first_seen, now))
+            if old.kind != state.kind:
+                plan.kind_changed[e.iri] = (old.kind, state.kind)
+            plan.summary.updated += 1
+    edge_names = [n for n, _ in schema.edge_properties]
+    for r in batch.relations:
+        for end, name in ((r.start, "start"), (r.end, "end")):
+            if end not in kinds:
+                raise FactError(r.ref, f"{name} entity {end} is neither in the store nor in "
+                                "this batch", field=name)
+        shapes.check_relation(onto, r.ref, r.type, kinds[r.start], kinds[r.end])
+        old = old_rels.get(r.key)
+        state = _merged(r, old)
+        row = {"start": r.start, "end": r.end, **_meta(state), **{
+            n: state.props.get(n) for n in edge_names}}
+        if old is None:
+            row["firstSeen"] = row["lastSeen"] = now
+            plan.rel_create.setdefault(r.type, []).append(row)
+            plan.summary.relations_created += 1
+        elif state.content() == old.content():
+            plan.rel_touch.setdefault(r.type, []).append({"start": r.start, "end": r.end})
+            plan.summary.relations_unchanged += 1
+        else:
+            row["firstSeen"], row["lastSeen"] = old.first_seen, now
+            plan.rel_update.setdefault(r.type, []).append(row)
+            plan.summary.relations_updated += 1
+    plan.changelog = json.dumps(batch.to_json(), separators=(",", ":"), sort_keys=True)
+    return plan
+
+
+def _merged(fact: Entity | Relation, old: FactState | None) -> FactState:
+    """The state after ``fact``: properties merge (None removes), validity is the fact's."""
+    props = dict(old.props) if old else {}
+    for k, v in fact.properties.items():
+        if v is None:
+            props.pop(k, None)
+        else:
+            props[k] = v
+    return FactState(
+        kind=fact.type, props=props, source=fact.source,
+        valid_from=fact.valid_from or (old.valid_from if old else None),
+        valid_to=fact.valid_to,
+    )
+
+
+def _meta(state: FactState) -> dict[str, Any]:
+    return {"source": state.source, "validFrom": state.valid_from, "validTo": state.valid_to}
+
+
+def _entity_row(iri: str, state: FactState, onto: Ontology, prop_names: Sequence[str],
+                first_seen: datetime | None, now: datetime) -> dict[str, Any]:
+    return {
+        "iri": iri, "kind": state.kind, "types": onto.types_of(state.kind), **_meta(state),
+        "firstSeen": first_seen, "lastSeen": now,
+        **{n: state.props.get(n) for n in prop_names},
+    }

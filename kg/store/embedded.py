@@ -1,0 +1,322 @@
+"""The embedded default store: LadybugDB on disk in the data directory.
+
+Schema (derived from the ontology, see :mod:`kg.schema`): one node table ``Entity`` keyed
+by ``iri``, one relation table per object property (``Entity`` -> ``Entity``), and a
+``ChangeLog`` node table. Bulk writes go through ``COPY`` (new facts) and ``LOAD FROM`` an
+Arrow table joined on the primary key (changed facts); ``UNWIND ... MATCH (a {iri}), (b {iri})``
+plans a cross product in LadybugDB and was measured about 1000x slower.
+
+Operator queries run on a separate read-only database handle, reopened after each write,
+so the engine itself refuses writes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from kg.errors import FactError, QueryError, StoreUnavailable
+from kg.facts import FactBatch, now_utc
+from kg.query import cypher_guard
+from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
+from kg.store.base import ChangeEntry, FactState, QueryResult, RelKey, WriteSummary, plan_write
+from ontology import Ontology, load_ontology
+from ontology.shapes import ShapeSet, load_shapes
+
+_DDL = {"string": "STRING", "integer": "INT64", "double": "DOUBLE", "boolean": "BOOLEAN",
+        "datetime": "TIMESTAMP", "string[]": "STRING[]"}
+_ARROW = {"string": pa.string(), "integer": pa.int64(), "double": pa.float64(),
+          "boolean": pa.bool_(), "datetime": pa.timestamp("us"),
+          "string[]": pa.list_(pa.string())}
+
+
+def _naive_utc(v: Any) -> Any:
+    return v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v
+
+
+def _aware(v: Any) -> Any:
+    """LadybugDB returns TIMESTAMP as naive datetimes in UTC; give them their zone back."""
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    if isinstance(v, dict):
+        return {k: _aware(x) for k, x in v.items()
+                if not k.startswith("_") or k == "_LABEL"} if "_ID" in v else {
+            k: _aware(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_aware(x) for x in v]
+    return v
+
+
+class LadybugStore:
+    """GraphStore on LadybugDB. Build it with :meth:`connect`."""
+
+    name = "embedded"
+
+    def __init__(self, db: Any, path: Path, onto: Ontology, shapes: ShapeSet,
+                 schema: StoreSchema, read_only: bool) -> None:
+        self._db = db
+        self._path = path
+        self._onto = onto
+        self._shapes = shapes
+        self.schema = schema
+        self._read_only = read_only
+        self._conn: Any = None
+        self._ro_conn: Any = None
+        self._ro_db: Any = None
+        self._lock = threading.RLock()  # one connection, used by one thread at a time
+
+    @classmethod
+    def connect(cls, data_dir: Path, *, read_only: bool = False,
+                onto: Ontology | None = None, **_: Any) -> LadybugStore:
+        import ladybug
+
+        onto = onto or load_ontology()
+        path = Path(data_dir) / "graph.lbug"
+        if read_only and not path.exists():
+            raise StoreUnavailable(f"no store at {path}; run `autocnc init` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = ladybug.Database(str(path), read_only=read_only)
+        except RuntimeError as exc:
+            raise StoreUnavailable(f"cannot open {path}: {exc}") from exc
+        store = cls(db, path, onto, load_shapes(onto), StoreSchema.from_ontology(onto), read_only)
+        store._conn = ladybug.Connection(db)
+        if not read_only:
+            store._migrate()
+        return store
+
+    # -- schema ----------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Create missing tables and add columns for properties new in the ontology."""
+        tables = {r[1] for r in self._run("CALL show_tables() RETURN *").rows}
+        if ENTITY_TABLE not in tables:
+            cols = ", ".join(f"{n} {_DDL[k]}" for n, k in self.schema.entity_columns)
+            self._run(f"CREATE NODE TABLE {ENTITY_TABLE}({cols}, PRIMARY KEY (iri))")
+        else:
+            have = {r[1] for r in self._run(f"CALL table_info('{ENTITY_TABLE}') RETURN *").rows}
+            for n, k in self.schema.entity_columns:
+                if n not in have:
+                    self._run(f"ALTER TABLE {ENTITY_TABLE} ADD {n} {_DDL[k]}")
+        if CHANGELOG_TABLE not in tables:
+            self._run(f"CREATE NODE TABLE {CHANGELOG_TABLE}"
+                      "(seq INT64, at TIMESTAMP, batch STRING, PRIMARY KEY (seq))")
+        rel_cols = ", ".join(f"{n} {_DDL[k]}" for n, k in self.schema.relation_columns)
+        for rel in self.schema.relation_types:
+            if rel not in tables:
+                self._run(f"CREATE REL TABLE {rel}(FROM {ENTITY_TABLE} TO {ENTITY_TABLE}, "
+                          f"{rel_cols})")
+            else:
+                have = {r[1] for r in self._run(f"CALL table_info('{rel}') RETURN *").rows}
+                for n, k in self.schema.relation_columns:
+                    if n not in have:
+                        self._run(f"ALTER TABLE {rel} ADD {n} {_DDL[k]}")
+
+    # -- writing ---------------------------------------------------------------------------
+    def upsert(self, batch: FactBatch) -> WriteSummary:
+        if self._read_only:
+            raise StoreUnavailable("this store handle is read-only")
+        with self._lock:
+            now = now_utc()
+            plan = plan_write(batch, self._onto, self._shapes, self.schema, self.fetch, now)
+            if plan.empty:
+                return plan.summary
+            ecols = self.schema.entity_columns
+            rcols = self.schema.relation_columns
+            self._run("BEGIN TRANSACTION")
+            try:
+                if plan.create:
+                    self._run(f"COPY {ENTITY_TABLE} FROM $t", {"t": _table(plan.create, ecols)})
+                if plan.update:
+                    sets = ", ".join(f"n.{n} = {n}" for n, _ in ecols if n != "iri")
+                    self._run(f"LOAD FROM $t MATCH (n:{ENTITY_TABLE} {{iri: iri}}) SET {sets}",
+                              {"t": _table(plan.update, ecols)})
+                if plan.touch:
+                    self._run(f"UNWIND $iris AS i MATCH (n:{ENTITY_TABLE} {{iri: i}}) "
+                              "SET n.lastSeen = $now", {"iris": plan.touch, "now": _naive_utc(now)})
+                key_cols = (("src", "string"), ("dst", "string"))  # `end` is a keyword
+                for rel, rows in plan.rel_create.items():
+                    self._run(f"COPY {rel} FROM $t", {"t": _table(_keyed(rows), (*key_cols, *rcols))})
+                for rel, rows in plan.rel_update.items():
+                    sets = ", ".join(f"e.{n} = {n}" for n, _ in rcols)
+                    self._run(f"LOAD FROM $t MATCH (a:{ENTITY_TABLE} {{iri: src}})"
+                              f"-[e:{rel}]->(b:{ENTITY_TABLE}) WHERE b.iri = dst SET {sets}",
+                              {"t": _table(_keyed(rows), (*key_cols, *rcols))})
+                for rel, rows in plan.rel_touch.items():
+                    self._run(f"LOAD FROM $t MATCH (a:{ENTITY_TABLE} {{iri: src}})"
+                              f"-[e:{rel}]->(b:{ENTITY_TABLE}) WHERE b.iri = dst "
+                              "SET e.lastSeen = $now",
+                              {"t": _table(_keyed(rows), key_cols), "now": _naive_utc(now)})
+                seq = self._append_change(plan.changelog, now)
+                self._run("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                if isinstance(exc, QueryError):
+                    raise FactError("batch", f"the store refused the batch: {exc}") from exc
+                raise
+            self._invalidate_reader()
+            plan.summary.seq = seq
+            return plan.summary
+
+    def _append_change(self, payload: str, now: datetime) -> int:
+        seq = self.head() + 1
+        self._run(f"CREATE (:{CHANGELOG_TABLE} {{seq: $seq, at: $at, batch: $batch}})",
+                  {"seq": seq, "at": _naive_utc(now), "batch": payload})
+        return seq
+
+    def record_raw_write(self, cypher: str) -> int:
+        """Log a maintenance query that wrote outside the fact model (views then rebuild)."""
+        with self._lock:
+            seq = self._append_change(json.dumps({"rawCypher": cypher}), now_utc())
+            self._invalidate_reader()
+            return seq
+
+    def _rollback(self) -> None:
+        try:
+            self._run("ROLLBACK")
+        except QueryError:
+            pass  # LadybugDB already rolled back the failed transaction
+
+    # -- reading ---------------------------------------------------------------------------
+    def fetch(self, iris: Sequence[str], rel_keys: Sequence[RelKey]
+              ) -> tuple[dict[str, FactState], dict[RelKey, FactState]]:
+        ents: dict[str, FactState] = {}
+        names = [n for n, _ in self.schema.entity_properties]
+        ret = ", ".join(f"n.{n} AS {n}" for n, _ in self.schema.entity_columns)
+        if iris:
+            res = self._run(f"UNWIND $iris AS i MATCH (n:{ENTITY_TABLE} {{iri: i}}) RETURN {ret}",
+                            {"iris": list(iris)})
+            for rec in res.records():
+                ents[rec["iri"]] = FactState.from_row(rec["kind"], rec, names)
+        rels: dict[RelKey, FactState] = {}
+        by_type: dict[str, set[RelKey]] = {}
+        for key in rel_keys:
+            by_type.setdefault(key[0], set()).add(key)
+        edge_names = [n for n, _ in self.schema.edge_properties]
+        rret = ", ".join(f"e.{n} AS {n}" for n, _ in self.schema.relation_columns)
+        for rel, keys in by_type.items():
+            # Read every edge of the start nodes and filter here: matching both ends in the
+            # query makes LadybugDB plan a join that is 20x slower.
+            starts = sorted({k[1] for k in keys})
+            res = self._run(f"UNWIND $s AS s MATCH (a:{ENTITY_TABLE} {{iri: s}})-[e:{rel}]->"
+                            f"(b:{ENTITY_TABLE}) RETURN a.iri AS src, b.iri AS dst, {rret}",
+                            {"s": starts})
+            for rec in res.records():
+                key = (rel, rec["src"], rec["dst"])
+                if key in keys:
+                    rels[key] = FactState.from_row(rel, rec, edge_names)
+        return ents, rels
+
+    def scan(self, chunk: int = 20_000) -> Iterator[tuple[dict[str, FactState],
+                                                           dict[RelKey, FactState]]]:
+        names = [n for n, _ in self.schema.entity_properties]
+        ret = ", ".join(f"n.{n} AS {n}" for n, _ in self.schema.entity_columns)
+        skip = 0
+        while True:
+            res = self._run(f"MATCH (n:{ENTITY_TABLE}) RETURN {ret} ORDER BY n.iri "
+                            f"SKIP {skip} LIMIT {chunk}")
+            if not res.rows:
+                break
+            yield {r["iri"]: FactState.from_row(r["kind"], r, names) for r in res.records()}, {}
+            skip += chunk
+        edge_names = [n for n, _ in self.schema.edge_properties]
+        rret = ", ".join(f"e.{n} AS {n}" for n, _ in self.schema.relation_columns)
+        for rel in self.schema.relation_types:
+            res = self._run(f"MATCH (a:{ENTITY_TABLE})-[e:{rel}]->(b:{ENTITY_TABLE}) "
+                            f"RETURN a.iri AS src, b.iri AS dst, {rret}")
+            recs = res.records()
+            for i in range(0, len(recs), chunk):
+                yield {}, {(rel, r["src"], r["dst"]): FactState.from_row(rel, r, edge_names)
+                           for r in recs[i:i + chunk]}
+
+    def changes(self, after: int, limit: int = 50) -> list[ChangeEntry]:
+        res = self._run(f"MATCH (c:{CHANGELOG_TABLE}) WHERE c.seq > $after RETURN c.seq, c.at, "
+                        f"c.batch ORDER BY c.seq LIMIT {int(limit)}", {"after": after})
+        return [ChangeEntry(seq, at, json.loads(batch)) for seq, at, batch in res.rows]
+
+    def head(self) -> int:
+        res = self._run(f"MATCH (c:{CHANGELOG_TABLE}) RETURN max(c.seq)")
+        return int(res.rows[0][0] or 0)
+
+    # -- operator queries ------------------------------------------------------------------
+    def query(self, cypher: str, params: Mapping[str, Any] | None = None, *,
+              write: bool = False, timeout_s: float = 30.0,
+              max_rows: int = 10_000) -> QueryResult:
+        cypher_guard.check(cypher, write=write)
+        if write:
+            if self._read_only:
+                raise StoreUnavailable("this store handle is read-only")
+            with self._lock:
+                res = self._run(cypher, params, timeout_s=timeout_s, max_rows=max_rows)
+                self.record_raw_write(cypher)
+            return res
+        with self._lock:
+            return self._run(cypher, params, timeout_s=timeout_s, max_rows=max_rows,
+                             conn=self._reader())
+
+    def _reader(self) -> Any:
+        """A connection to a read-only handle of the same database file (engine-enforced)."""
+        import ladybug
+
+        if self._read_only:
+            return self._conn
+        if self._ro_conn is None:
+            self._ro_db = ladybug.Database(str(self._path), read_only=True)
+            self._ro_conn = ladybug.Connection(self._ro_db)
+        return self._ro_conn
+
+    def _invalidate_reader(self) -> None:
+        # A read-only handle sees the database as of its opening; reopen after writes.
+        if self._ro_conn is not None:
+            self._ro_conn.close()
+            self._ro_db.close()
+            self._ro_conn = self._ro_db = None
+
+    def _run(self, cypher: str, params: Mapping[str, Any] | None = None, *,
+             timeout_s: float | None = None, max_rows: int | None = None,
+             conn: Any = None) -> QueryResult:
+        conn = conn or self._conn
+        if timeout_s is not None:
+            conn.set_query_timeout(int(timeout_s * 1000))
+        try:
+            res = conn.execute(cypher, {k: _naive_utc(v) for k, v in (params or {}).items()})
+        except RuntimeError as exc:
+            raise QueryError(str(exc)) from exc
+        finally:
+            if timeout_s is not None:
+                conn.set_query_timeout(0)
+        if isinstance(res, list):  # several statements
+            res = res[-1]
+        columns = list(res.get_column_names())
+        rows: list[list[Any]] = []
+        truncated = False
+        while res.has_next():
+            if max_rows is not None and len(rows) >= max_rows:
+                truncated = True
+                break
+            rows.append([_aware(v) for v in res.get_next()])
+        res.close()
+        return QueryResult(columns, rows, truncated)
+
+    def close(self) -> None:
+        self._invalidate_reader()
+        if self._conn is not None:
+            self._conn.close()
+            self._db.close()
+            self._conn = None
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> pa.Table:
+    return pa.table({
+        name: pa.array([_naive_utc(r.get(name)) for r in rows], type=_ARROW[kind])
+        for name, kind in columns
+    })
+
+
+def _keyed(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{"src": r["start"], "dst": r["end"], **r} for r in rows]

@@ -1,0 +1,1 @@
+"""Reasoning: rules, causal knowledge, RCA, embeddings, recommendation, closed loop, intents."""
