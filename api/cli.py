@@ -19,7 +19,6 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from kg.config import Settings, load_settings
@@ -40,8 +39,8 @@ _settings: dict[str, Any] = {}
 
 @app.callback()
 def main_options(
-    data_dir: Annotated[Path | None, typer.Option(help="data directory "
-                                                  "[env AUTOCNC_DATA_DIR; default ./.autocnc]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="data directory [env AUTOCNC_DATA_DIR; default ./.autocnc]")] = None,
     store: Annotated[str | None, typer.Option(help="embedded | neo4j [env AUTOCNC_STORE]")] = None,
     neo4j_uri: Annotated[str | None, typer.Option(help="bolt:// URI [env NEO4J_URI]")] = None,
     neo4j_user: Annotated[str | None, typer.Option(help="[env NEO4J_USER]")] = None,

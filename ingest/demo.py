@@ -134,7 +134,7 @@ def generate_demo(seed: int = 7, base: str = DEFAULT_BASE, *, edge_sites: int = 
         if i % 3 == 2:
             out.single_homed.append(e)
     multi = [e for e in edge_names if e not in out.single_homed]
-    for i, e in enumerate(multi):  # a ring between the multi-homed edge sites, by distance
+    for e in multi:  # a ring between the multi-homed edge sites, by distance
         others = sorted((o for o in multi if o != e),
                         key=lambda o: great_circle_km(coords[e], coords[o]))
         for o in others[:2]:
@@ -176,7 +176,8 @@ def _site_compute(rng: random.Random, iri, ent, rel, out: DemoCNC, name: str, si
             kind = "NPU" if (not cloud and rng.random() < 0.25) else "GPU"
             acc = ent(iri(scope, kind, f"{node_name}-{kind.lower()}{a}"), kind,
                       name=f"{node_name}-{kind.lower()}{a}",
-                      acceleratorModel="A100" if cloud else ("L4" if kind == "GPU" else "Ascend310"),
+                      acceleratorModel=("A100" if cloud else
+                                        "L4" if kind == "GPU" else "Ascend310"),
                       acceleratorMemoryGiB=80.0 if cloud else 24.0,
                       allocated=rng.random() < 0.5)
             rel("hasAccelerator", node, acc)

@@ -28,6 +28,7 @@ class KnowledgeGraph:
     rdf: RdfView
     lock: WriterLock | None = None
     _snapshot: AnalyticSnapshot | None = None
+    _closed: bool = False
 
     @classmethod
     def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None
@@ -105,6 +106,10 @@ class KnowledgeGraph:
                               bindings=sparql_bindings(params) if params else None)
 
     def close(self) -> None:
+        """Close the stores and release the writer lock; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.store.close()
             self.rdf.close()

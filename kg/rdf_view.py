@@ -208,8 +208,8 @@ class RdfView:
         return QueryResult(columns, rows, truncated)
 
     def close(self) -> None:
-        self._ox.flush() if hasattr(self._ox, "flush") else None
-        del self._ox
+        """Release the on-disk store (idempotent); Oxigraph syncs on every write."""
+        self.__dict__.pop("_ox", None)
 
 
 def _python(term: Any) -> Any:

@@ -141,7 +141,8 @@ class LadybugStore:
                               "SET n.lastSeen = $now", {"iris": plan.touch, "now": _naive_utc(now)})
                 key_cols = (("src", "string"), ("dst", "string"))  # `end` is a keyword
                 for rel, rows in plan.rel_create.items():
-                    self._run(f"COPY {rel} FROM $t", {"t": _table(_keyed(rows), (*key_cols, *rcols))})
+                    self._run(f"COPY {rel} FROM $t",
+                              {"t": _table(_keyed(rows), (*key_cols, *rcols))})
                 for rel, rows in plan.rel_update.items():
                     sets = ", ".join(f"e.{n} = {n}" for n, _ in rcols)
                     self._run(f"LOAD FROM $t MATCH (a:{ENTITY_TABLE} {{iri: src}})"
@@ -216,14 +217,11 @@ class LadybugStore:
                                                            dict[RelKey, FactState]]]:
         names = [n for n, _ in self.schema.entity_properties]
         ret = ", ".join(f"n.{n} AS {n}" for n, _ in self.schema.entity_columns)
-        skip = 0
-        while True:
-            res = self._run(f"MATCH (n:{ENTITY_TABLE}) RETURN {ret} ORDER BY n.iri "
-                            f"SKIP {skip} LIMIT {chunk}")
-            if not res.rows:
-                break
-            yield {r["iri"]: FactState.from_row(r["kind"], r, names) for r in res.records()}, {}
-            skip += chunk
+        # One pass, chunked here: ORDER BY ... SKIP over this wide table crashed LadybugDB 0.22.
+        recs = self._run(f"MATCH (n:{ENTITY_TABLE}) RETURN {ret}").records()
+        for i in range(0, len(recs), chunk):
+            yield {r["iri"]: FactState.from_row(r["kind"], r, names)
+                   for r in recs[i:i + chunk]}, {}
         edge_names = [n for n, _ in self.schema.edge_properties]
         rret = ", ".join(f"e.{n} AS {n}" for n, _ in self.schema.relation_columns)
         for rel in self.schema.relation_types:
