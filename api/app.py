@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api import sparql_protocol
+from api.ingest_routes import add_ingest_routes
+from ingest import IngestError
 from kg.config import Settings
 from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, StoreUnavailable
 from kg.facts import FactBatch
@@ -58,15 +60,18 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     @app.middleware("http")
     async def bounded_body(request: Request, call_next: Any) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and int(length) > settings.max_request_bytes:
-            return JSONResponse({"detail": f"request body over {settings.max_request_bytes} "
-                                 "bytes"}, status_code=413)
+        limit = (settings.max_ingest_bytes if request.url.path.startswith("/v1/ingest/")
+                 else settings.max_request_bytes)
+        if length is not None and int(length) > limit:
+            return JSONResponse({"detail": f"request body over {limit} bytes"},
+                                status_code=413)
         return await call_next(request)
 
     @app.exception_handler(AutoCNCError)
     async def autocnc_error(request: Request, exc: AutoCNCError) -> JSONResponse:
         status = (403 if isinstance(exc, ForbiddenQuery) else
                   400 if isinstance(exc, QueryError | FactError) else
+                  422 if isinstance(exc, IngestError) else
                   503 if isinstance(exc, StoreUnavailable) else 500)
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__},
                             status_code=status)
@@ -144,6 +149,8 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
         with guard:
             summary = g.write(batch)
         return summary.__dict__ | {"facts": summary.facts}
+
+    add_ingest_routes(app, settings, kg, writer, guard)
 
     @app.post("/v1/reindex", tags=["ops"], dependencies=[Depends(writer)])
     def reindex(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:

@@ -122,6 +122,31 @@ def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact ba
     console.print(f"written: {summary}")
 
 
+_INGEST_HELP = {
+    "topology": "Topology snapshots: native YAML/JSON, GraphML, Kubernetes manifests, "
+                "service-dependency CSV (docs/ingest/topology.md).",
+    "metrics": "Metric samples: Prometheus text, long CSV/Parquet, PetShop wide CSV; "
+               "series summaries and anomalies into the graph (docs/ingest/metrics.md).",
+    "logs": "Log lines (plain/syslog, JSON lines): templates mined with Drain, counts per "
+            "entity and window, new/rare templates and error bursts (docs/ingest/logs.md).",
+    "runbooks": "Runbooks in Markdown (prometheus-operator layout) as operation plans with "
+                "steps, embedded for matching (docs/ingest/runbooks.md).",
+    "alerts": "Prometheus rule files as alert definitions; Alertmanager webhook payloads "
+              "as alert occurrences (docs/ingest/alerts.md).",
+}
+
+
+def _register_ingest_commands() -> None:
+    from api.ingest_cli import make_command
+
+    for kind, text in _INGEST_HELP.items():
+        ingest_app.command(kind, help=text + " Exit code 1 when records were rejected "
+                           "(see --allow-rejects).")(make_command(kind, text))
+
+
+_register_ingest_commands()
+
+
 def _emit(columns: list[str], rows: list[list[Any]], fmt: str, truncated: bool) -> None:
     def plain(v: Any) -> Any:
         return v.isoformat() if isinstance(v, datetime) else v

@@ -44,6 +44,8 @@ class Settings(BaseModel):
     query_timeout_s: float = Field(30.0, gt=0, le=600)
     query_max_rows: int = Field(10_000, gt=0, le=1_000_000)
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    max_ingest_bytes: int = Field(256 * 1024 * 1024, gt=0,
+                                  description="body bound of POST /v1/ingest/{kind}")
 
     @field_validator("neo4j_uri")
     @classmethod

@@ -1,0 +1,152 @@
+"""``autocnc ingest <kind> PATH...``: every source through one command shape.
+
+Writes go through the running server (``POST /v1/ingest/{kind}``, one request per file)
+when it holds the data directory; otherwise the CLI opens the stores itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kg.errors import AutoCNCError
+from kg.facts import utc
+
+console = Console(stderr=True)
+
+
+class RichProgress:
+    """The ingest progress protocol on a Rich progress bar (stderr)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._task: Any = None
+
+    def start(self, total: int | None, description: str) -> None:
+        if self._task is not None:
+            self._p.remove_task(self._task)
+        self._task = self._p.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._p.advance(self._task, n)
+
+
+def parse_options(option: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else as text."""
+    out: dict[str, Any] = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AutoCNCError(f"--option {item!r}: use KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    return (f"{report['kind']}: {report['records']} records from {len(report['inputs'])} "
+            f"input(s): created {report['created']}, updated {report['updated']}, unchanged "
+            f"{report['unchanged']}, retired {report['retired']}, rejected {report['rejected']}"
+            f", skipped {report['skipped']}" + (" (dry run: nothing written)"
+                                                if report["dryRun"] else ""))
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=1, default=str) + "\n")
+        return
+    for r in report["rejections"][:20]:
+        console.print(f"[red]rejected[/red] {r['file']}: {r['where']}: {r['reason']}")
+    if report["rejected"] > 20:
+        console.print(f"... and {report['rejected'] - 20} more (see the dead-letter file)")
+    for r in report["skippedInputs"]:
+        console.print(f"[yellow]skipped[/yellow] {r['file']}: {r['reason']}")
+    for note in report["notes"][:20]:
+        console.print(f"note: {note}")
+    if report["counts"]:
+        console.print("counts: " + ", ".join(f"{k} {v}" for k, v in
+                                              sorted(report["counts"].items())))
+    Console().print(summary_line(report))
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(reports[0])
+    for r in reports[1:]:
+        for k in ("records", "created", "updated", "unchanged", "retired", "rejected",
+                  "skipped"):
+            out[k] += r[k]
+        for k in ("inputs", "rejections", "skippedInputs", "notes"):
+            out[k] = out[k] + r[k]
+        out["counts"] = {c: out["counts"].get(c, 0) + r["counts"].get(c, 0)
+                         for c in {*out["counts"], *r["counts"]}}
+    return out
+
+
+def make_command(kind: str, helptext: str) -> Any:
+    def command(
+        paths: Annotated[list[str], typer.Argument(help="files or directories")],
+        scope: Annotated[str | None, typer.Option(
+            help="cluster, network or site the names belong to; {stem} = file stem")] = None,
+        as_of: Annotated[str | None, typer.Option(
+            help="snapshot / sample time for inputs without one (ISO 8601 with zone; "
+                 "default: the file's modification time)")] = None,
+        format: Annotated[str | None, typer.Option(
+            "--format", help="force an input format instead of detecting it")] = None,
+        option: Annotated[list[str] | None, typer.Option(
+            "--option", "-o", help="source option KEY=VALUE (docs/ingest/<kind>.md), "
+            "repeatable")] = None,
+        dry_run: Annotated[bool, typer.Option(help="validate only, write nothing")] = False,
+        allow_rejects: Annotated[bool, typer.Option(
+            help="exit 0 even when records were rejected")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")
+                           ] = False,
+    ) -> None:
+        from api.cli import _http, _open, _server, settings
+        from ingest import inputs_for, run_ingest
+
+        opts = parse_options(option)
+        if format:
+            opts["format"] = format
+        when: datetime | None = utc(as_of, what="--as-of") if as_of else None
+        inputs = inputs_for(kind, paths)
+        if not inputs:
+            raise AutoCNCError(f"no {kind} input found in {', '.join(paths)}")
+        s = settings()
+        if (info := _server(s)) is not None:
+            reports = []
+            for inp in inputs:
+                params = {"scope": scope, "name": inp.name, "dry_run": str(dry_run).lower(),
+                          "as_of": when.isoformat() if when else
+                          (m.isoformat() if (m := inp.mtime()) else None),
+                          "options": json.dumps(opts) if opts else None}
+                resp = _http(info, "POST", f"/v1/ingest/{kind}", content=inp.read_bytes(),
+                             params={k: v for k, v in params.items() if v is not None},
+                             headers={"Content-Type": "application/octet-stream"})
+                reports.append(resp.json())
+            report = merge_reports(reports)
+        else:
+            kg = _open(writer=True)
+            try:
+                with Progress(TextColumn("{task.description}"), BarColumn(),
+                              MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                              transient=True, disable=as_json) as bar:
+                    report = run_ingest(kg, kind, inputs, scope=scope, as_of=when,
+                                        dry_run=dry_run, options=opts,
+                                        progress=RichProgress(bar)).to_json()
+            finally:
+                kg.close()
+        print_report(report, as_json)
+        if report["rejected"] and not allow_rejects:
+            raise typer.Exit(1)
+
+    command.__doc__ = helptext
+    return command

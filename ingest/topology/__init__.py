@@ -1,0 +1,81 @@
+"""Topology ingest: the shape of the infrastructure, as snapshots of a scope.
+
+Formats (docs/ingest/topology.md): ``native`` (YAML/JSON entities and relations),
+``graphml`` (Internet Topology Zoo networks), ``k8s`` (Kubernetes manifests) and
+``dependencies`` (service dependency CSV). Each input is one snapshot of its source in its
+scope (:class:`ingest.base.Snapshot`): facts the previous snapshot of the same source had
+and this one lacks are retired, an older snapshot is rejected.
+
+Options: ``format`` (force one format instead of detecting it by extension and content),
+``snapshot`` (the snapshot's name within the scope; default the file stem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import yaml
+
+from ingest.base import IngestContext, IngestError, Input, Record, Snapshot, SnapshotTooOld
+from kg.facts import now_utc
+
+from . import dependencies, graphml, kubernetes, native
+
+PATTERNS = ("*.graphml", "*.yaml", "*.yml", "*.json", "*.csv")
+FORMATS: dict[str, Callable[[IngestContext, Input, str, str], Iterator[Record]]] = {
+    "native": native.records,
+    "graphml": graphml.records,
+    "k8s": kubernetes.records,
+    "dependencies": dependencies.records,
+}
+
+
+def detect(inp: Input) -> str | None:
+    """The format of an input by extension, then content; None when it is not topology."""
+    name = inp.name.lower()
+    if name.endswith(".graphml"):
+        return "graphml"
+    if name.endswith(".csv"):
+        return "dependencies"
+    if name.endswith((".yaml", ".yml", ".json")):
+        head = inp.read_text()
+        try:
+            docs = [d for d in yaml.safe_load_all(head) if d is not None]
+        except yaml.YAMLError:
+            # Unreadable as a whole: let the manifest reader reject the bad documents.
+            return "k8s" if "apiVersion:" in head else "native"
+        if any(isinstance(d, dict) and "apiVersion" in d and "kind" in d for d in docs):
+            return "k8s"
+        if any(isinstance(d, dict) and ("entities" in d or "relations" in d) for d in docs):
+            return "native"
+    return None
+
+
+def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
+    forced = ctx.options.get("format")
+    if forced is not None and forced not in FORMATS:
+        raise IngestError(f"unknown topology format {forced!r}; one of {', '.join(FORMATS)}")
+    ctx.progress.start(len(inputs), "topology")
+    for inp in inputs:
+        fmt = forced or detect(inp)
+        if fmt is None:
+            ctx.sink.skip(inp.name, "not a topology file (no GraphML, manifest, dependency "
+                          "CSV or native entities/relations)")
+            ctx.progress.advance()
+            continue
+        scope = ctx.scope_for(inp)
+        name = str(ctx.options.get("snapshot") or inp.stem)
+        source = f"topology/{fmt}:{scope}:{name}"
+        at = ctx.as_of or inp.mtime() or now_utc()
+        try:
+            snap = Snapshot(ctx, scope, source, at).begin()
+        except SnapshotTooOld as exc:
+            ctx.sink.reject(inp.name, "file", str(exc))
+            ctx.progress.advance()
+            continue
+        for record in FORMATS[fmt](ctx, inp, scope, source):
+            snap.keep(record)
+            ctx.sink.add(record)
+        snap.commit()
+        ctx.report.count(f"files.{fmt}")
+        ctx.progress.advance()
