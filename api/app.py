@@ -19,12 +19,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api import sparql_protocol
+from api.alert_receiver import AlertReceiver
+from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
+from api.rca_routes import add_rca_routes
 from ingest import IngestError
 from kg.config import Settings
 from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, StoreUnavailable
 from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
+from reasoning.rca import RCAService
 
 
 class CypherRequest(BaseModel):
@@ -47,9 +51,18 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["kg"] = KnowledgeGraph.open(settings, writer=True, url=url)
+        state["rca"] = RCAService(state["kg"])
+        state["incidents"] = IncidentWorker(state["kg"], guard).start()
+        state["alerts"] = AlertReceiver(
+            state["kg"], guard,
+            on_alerts=lambda recs, scope: state["incidents"].observe(alert_refs(recs), scope),
+        ).start()
         try:
             yield
         finally:
+            state.pop("alerts").stop()
+            state.pop("incidents").stop()
+            state.pop("rca")
             state.pop("kg").close()
 
     app = FastAPI(
@@ -150,7 +163,25 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             summary = g.write(batch)
         return summary.__dict__ | {"facts": summary.facts}
 
-    add_ingest_routes(app, settings, kg, writer, guard)
+    add_ingest_routes(app, settings, kg, writer, guard,
+                      after_write=lambda: state["alerts"].forget())
+    add_rca_routes(app, kg, lambda: state["rca"], writer, guard)
+
+    @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
+    async def alertmanager(payload: dict[str, Any], scope: str = "default",
+                           rules_scope: str | None = None) -> dict[str, Any]:
+        """Alertmanager webhook receiver (payload version 4; configure it as a
+        ``webhook_configs`` URL). Each alert becomes an occurrence keyed by fingerprint and
+        startsAt; a resolved notification closes it; a repeated delivery moves only its
+        last-seen time. ``scope`` is the cluster whose topology the labels resolve against
+        (``rules_scope`` where the alert rules were ingested, default ``scope``). Answers
+        2xx only once the alerts are durable (so Alertmanager retries otherwise); 422
+        names the JSON pointer of a malformed field and writes nothing."""
+        from asyncio import wrap_future
+
+        opts = {"rules_scope": rules_scope} if rules_scope else {}
+        done = state["alerts"].submit(payload, scope, opts)
+        return await wrap_future(done)
 
     @app.post("/v1/reindex", tags=["ops"], dependencies=[Depends(writer)])
     def reindex(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:

@@ -15,15 +15,24 @@ Relations get an IRI derived from their type and end points (used by the RDF vie
 from __future__ import annotations
 
 import hashlib
+import re
+from functools import lru_cache
 from urllib.parse import quote
 
 CNC = "https://w3id.org/autocnc/ontology#"
 DEFAULT_BASE = "https://w3id.org/autocnc/id/"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
+
+
+@lru_cache(maxsize=65_536)  # scopes and kinds repeat on every fact
 def slug(part: str, *, keep_slash: bool = False) -> str:
     """Percent-encode one IRI part; ``/`` is kept only inside scopes."""
-    return quote(part.strip(), safe="/-._~" if keep_slash else "-._~")
+    part = part.strip()
+    if _PLAIN.fullmatch(part):
+        return part
+    return quote(part, safe="/-._~" if keep_slash else "-._~")
 
 
 def mint_iri(scope: str, kind: str, key: str, base: str = DEFAULT_BASE) -> str:

@@ -1,0 +1,156 @@
+"""Incidents behind the webhook: group received alerts, run RCA off the request path.
+
+The receiver hands every written alert to :meth:`IncidentWorker.observe`; a background
+thread ticks once a second, asks :func:`reasoning.incidents.should_analyse` for every open
+incident and runs RCA for those that are due (taking the store lock only while it reads the
+evidence and writes the result). Incidents and their RCA results are facts in the graph
+(``Incident`` with ``partOfIncident`` alerts and ``hasResult``), so ``GET /v1/incidents``
+reads them back after a restart too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from ingest.base import Record
+from kg.facts import Entity, FactBatch, Relation, now_utc
+from kg.graph import KnowledgeGraph
+from ontology import mint_iri
+from reasoning.incidents import AlertRef, GroupingConfig, Incident, IncidentGrouper, should_analyse
+from reasoning.rca import RCAService, Symptom
+
+
+def alert_refs(records: Sequence[Record]) -> list[AlertRef]:
+    """The alerts of receiver records, as grouping needs them."""
+    out = []
+    for rec in records:
+        alert = next((e for e in rec.entities if e.type == "Alert"), None)
+        if alert is None:
+            continue
+        p = alert.properties
+        about = next((r.end for r in rec.relations if r.type == "aboutEntity"), None)
+        definition = next((r.end for r in rec.relations if r.type == "instanceOf"), None)
+        labels = json.loads(str(p.get("labels") or "{}"))
+        starts = p.get("startTime")
+        if not isinstance(starts, datetime):
+            continue
+        out.append(AlertRef(alert.iri, labels, starts, str(p.get("alertStatus") or "firing"),
+                            str(p.get("groupKey")) if p.get("groupKey") else None, about,
+                            definition))
+    return out
+
+
+class IncidentWorker:
+    def __init__(self, kg: KnowledgeGraph, guard: threading.Lock, *,
+                 config: GroupingConfig | None = None,
+                 clock: Callable[[], datetime] = now_utc) -> None:
+        self.kg = kg
+        self.guard = guard
+        self.clock = clock
+        self.grouper = IncidentGrouper(config, clock)
+        self.rca = RCAService(kg)
+        self.scopes: dict[str, str] = {}  # incident key -> scope
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="incident-rca", daemon=True)
+
+    def start(self) -> IncidentWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def observe(self, refs: Sequence[AlertRef], scope: str) -> None:
+        with self._lock:
+            touched = {}
+            for ref in refs:
+                inc = self.grouper.add(ref)
+                self.scopes[inc.key] = scope
+                touched[inc.key] = inc
+        if touched:
+            with self.guard:
+                self.kg.write(self._facts(list(touched.values())))
+
+    def iri(self, key: str) -> str:
+        return mint_iri(self.scopes.get(key, "default"), "Incident", key,
+                        self.kg.settings.iri_base)
+
+    def _facts(self, incidents: Sequence[Incident]) -> FactBatch:
+        ents, rels = [], []
+        for inc in incidents:
+            iri = self.iri(inc.key)
+            ents.append(Entity(iri, "Incident", {
+                "name": inc.group, "groupKey": inc.group, "startTime": inc.started,
+                "incidentStatus": inc.status, "count": len(inc.alerts)}, "reasoning/incidents"))
+            rels += [Relation("partOfIncident", a, iri, source="reasoning/incidents")
+                     for a in inc.alerts]
+            rels += [Relation("affects", iri, a.entity, source="reasoning/incidents")
+                     for a in inc.alerts.values() if a.entity]
+        return FactBatch.of("reasoning/incidents", ents, rels)
+
+    def tick(self) -> list[str]:
+        """Analyse every incident that is due now; returns their keys (used by tests)."""
+        now = self.clock()
+        with self._lock:
+            due = [inc for inc in self.grouper.incidents.values()
+                   if should_analyse(inc, now, self.grouper.config)[0]]
+        done = []
+        for inc in due:
+            symptoms = [Symptom(a.entity, a.name, a.starts_at, a.iri, a.definition)
+                        for a in inc.alerts.values() if a.status == "firing"]
+            if not symptoms:
+                continue
+            with self.guard:
+                result = self.rca.analyse(symptoms)
+                self.rca.store(result, scope=self.scopes.get(inc.key, "default"),
+                               incident=self.iri(inc.key))
+                inc.analysed_at, inc.analysed_alerts = now, len(inc.alerts)
+                self.kg.write(self._facts([inc]))
+            done.append(inc.key)
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.tick()
+            except Exception:  # keep ticking; the next tick retries
+                import logging
+
+                logging.getLogger("autocnc.incidents").exception("incident RCA failed")
+
+
+def incident_json(kg: KnowledgeGraph, iri: str | None = None, limit: int = 100
+                  ) -> list[dict[str, Any]]:
+    """Incidents (newest first) with their latest RCA result, read from the graph."""
+    where = "WHERE i.kind = 'Incident'" + (" AND i.iri = $iri" if iri else "")
+    rows = kg.store.query(
+        f"MATCH (i:Entity) {where} RETURN i.iri, i.groupKey, i.startTime, i.incidentStatus, "
+        f"i.count ORDER BY i.startTime DESC LIMIT {int(limit)}", {"iri": iri} if iri else {}
+    ).rows
+    out = []
+    for i_iri, group, start, status, count in rows:
+        res = kg.store.query(
+            "MATCH (i:Entity {iri: $iri})-[:hasResult]->(r:Entity) "
+            "RETURN r.iri, r.generatedAt, r.summary ORDER BY r.generatedAt DESC LIMIT 1",
+            {"iri": i_iri}).rows
+        latest = None
+        if res:
+            r_iri, at, summary = res[0]
+            cands = kg.store.query(
+                "MATCH (r:Entity {iri: $iri})-[:hasCandidate]->(c:Entity)"
+                "-[:candidateEntity]->(x:Entity) RETURN c.rank, x.iri, x.kind, c.score, "
+                "c.hypothesis ORDER BY c.rank", {"iri": r_iri}).rows
+            latest = {"iri": r_iri, "generatedAt": at.isoformat() if at else None,
+                      "summary": summary,
+                      "candidates": [{"rank": r, "entity": e, "kind": k, "score": s,
+                                      "hypothesis": h} for r, e, k, s, h in cands]}
+        out.append({"iri": i_iri, "groupKey": group,
+                    "startTime": start.isoformat() if start else None, "status": status,
+                    "alerts": count, "rca": latest})
+    return out

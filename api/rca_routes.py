@@ -1,0 +1,89 @@
+"""``POST /v1/rca``, ``GET /v1/incidents``, ``GET /v1/incidents/{iri}``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from api.incident_worker import incident_json
+from kg.graph import KnowledgeGraph
+from reasoning.rca import RCAService
+
+
+class Window(BaseModel):
+    start: datetime = Field(description="ISO 8601 with a zone")
+    end: datetime
+
+
+class RCARequest(BaseModel):
+    """Exactly one of ``alerts``, ``incident`` or ``window``."""
+
+    alerts: list[dict[str, Any]] | None = Field(
+        None, max_length=10_000,
+        description="alerts in Alertmanager's webhook form (labels, startsAt); resolved "
+                    "against the topology of `scope`, not stored")
+    incident: str | None = Field(None, description="IRI of an incident in the graph")
+    window: Window | None = Field(None, description="alerts in the graph starting in the "
+                                                    "window (and in `scope` if given)")
+    scope: str | None = Field(None, description="cluster/network/site of the labels")
+    store: bool = Field(False, description="store the result back in the graph")
+
+
+def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
+                   rca: Callable[[], RCAService], writer: Callable[..., None],
+                   guard: threading.Lock) -> None:
+    @app.post("/v1/rca", tags=["rca"])
+    async def post_rca(req: RCARequest, svc: RCAService = Depends(rca),
+                       authorization: str | None = Header(None)) -> dict[str, Any]:
+        """Rank the root causes of a list of alerts, an incident or a time window; each
+        candidate comes with its score, each signal's contribution, the fault hypothesis
+        and evidence paths (entities, relations, rules) and events. Symptoms whose labels
+        do not resolve are listed under ``unresolved``."""
+        given = [x for x in (req.alerts, req.incident, req.window) if x is not None]
+        if len(given) != 1:
+            raise HTTPException(422, "give exactly one of alerts, incident, window")
+        if req.alerts is not None and not req.scope:
+            raise HTTPException(422, "scope: alerts need the scope their labels belong to")
+
+        def work() -> dict[str, Any]:
+            with guard:
+                if req.alerts is not None:
+                    symptoms = svc.symptoms_from_alerts(req.alerts, str(req.scope))
+                elif req.incident is not None:
+                    symptoms = svc.symptoms_of_incident(req.incident)
+                else:
+                    assert req.window is not None
+                    symptoms = svc.symptoms_in_window(req.window.start, req.window.end,
+                                                      req.scope)
+                if not symptoms:
+                    raise HTTPException(404, "no firing alerts found for this request")
+                result = svc.analyse(symptoms)
+                if req.store:
+                    svc.store(result, scope=req.scope or "default",
+                              incident=req.incident)
+                return result.to_json()
+
+        if req.store:
+            writer(authorization)  # storing writes: the write token applies
+        return await run_in_threadpool(work)
+
+    @app.get("/v1/incidents", tags=["rca"])
+    def incidents(limit: int = 100, g: KnowledgeGraph = Depends(kg)) -> list[dict[str, Any]]:
+        """Incidents, newest first, each with its latest RCA (top candidates)."""
+        with guard:
+            return incident_json(g, limit=min(limit, 1000))
+
+    @app.get("/v1/incidents/{iri:path}", tags=["rca"])
+    def incident(iri: str, g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
+        """One incident (by IRI) with its latest RCA."""
+        with guard:
+            found = incident_json(g, iri)
+        if not found:
+            raise HTTPException(404, f"no incident {iri}")
+        return found[0]
