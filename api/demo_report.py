@@ -61,3 +61,14 @@ def run_demo(settings: Settings, seed: int, console: Console) -> None:
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     finally:
         kg.close()
+    # The server takes the data directory over to receive the alerts of injected faults.
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.demo_faults import inject_and_explain
+
+    console.print("\n[bold]Root-cause analysis of injected faults[/bold] (alerts through "
+                  "the Alertmanager webhook, RCA over HTTP)")
+    with TestClient(create_app(settings)) as client:
+        hits = inject_and_explain(client, d, console)
+    console.print(f"\nRCA ranked the injected cause first in {sum(hits)} of {len(hits)} faults")

@@ -194,14 +194,16 @@ def _services(rng: random.Random, iri, ent, rel, out: DemoCNC, clouds: list[str]
             sites = edge_sites if tier == "edge" else [rng.choice(clouds)]
             for site in sites:
                 cscope = f"demo/cluster/{site}"
-                dep = ent(iri(cscope, "Deployment", comp), "Deployment", name=comp,
+                # Kubernetes keys follow the IRI rule: namespace/name (docs/ingest.md)
+                dep = ent(iri(cscope, "Deployment", f"default/{comp}"), "Deployment", name=comp,
                           replicas=1, image=f"registry.demo/{svc_name}/{comp}:1.0",
                           cpuRequestCores=2.0 if gpu else 0.5)
                 rel("hostedOn", dep, out.clusters[site])
                 rel("implementedBy", svc, dep)
                 placed.setdefault(comp, []).append((site, dep))
-                pod = ent(iri(cscope, "Pod", f"{comp}-0"), "Pod", name=f"{comp}-0",
-                          status="Running", restartCount=0)
+                pod_name = f"{comp}-{rng.getrandbits(36):09x}-{rng.getrandbits(20):05x}"
+                pod = ent(iri(cscope, "Pod", f"default/{pod_name}"), "Pod", name=pod_name,
+                          namespaceName="default", status="Running", restartCount=0)
                 rel("manages", dep, pod)
                 rel("runsOn", pod, rng.choice(out.kube_nodes[site]))
         for comp, _, _, calls in components:

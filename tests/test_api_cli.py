@@ -139,5 +139,9 @@ def test_demo_answers_competency_questions_in_both_languages(tmp_path: Path) -> 
     out = subprocess.run([AUTOCNC, "demo"], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "NO" not in out.stdout.split("question")[-1]
-    assert out.stdout.count("yes") == 4
+    questions = out.stdout.split("Root-cause analysis")[0]
+    assert "NO" not in questions.split("question")[-1]
+    assert questions.count("yes") == 4
+    # injected faults, alerted through the webhook, are explained by RCA
+    assert "RCA ranked the injected cause first in 2 of 2 faults" in out.stdout
+    assert "evidence path: alert KubePodCrashLooping" in out.stdout
