@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             state["kg"], guard,
             on_alerts=lambda recs, scope: state["incidents"].observe(alert_refs(recs), scope),
         ).start()
+        app.state.incidents = state["incidents"]  # for operators' tooling and tests
         try:
             yield
         finally:

@@ -286,6 +286,85 @@ def demo(seed: Annotated[int, typer.Option(help="generator seed")] = 7) -> None:
     run_demo(s, seed, console)
 
 
+
+@app.command()
+def rca(
+    alerts: Annotated[Path | None, typer.Option(
+        help="Alertmanager webhook payload (JSON) or a JSON list of its alerts")] = None,
+    window: Annotated[tuple[str, str] | None, typer.Option(
+        help="START END (ISO 8601 with zone): the firing alerts in the graph in this window")
+    ] = None,
+    incident: Annotated[str | None, typer.Option(help="IRI of an incident in the graph")
+                        ] = None,
+    scope: Annotated[str | None, typer.Option(
+        help="cluster/network/site the alert labels belong to")] = None,
+    store: Annotated[bool, typer.Option(help="store the result in the graph")] = False,
+    format: Format = "table",
+) -> None:
+    """Rank the root causes of alerts (a file), an incident, or a time window, with the
+    evidence paths that explain each candidate."""
+    body: dict[str, Any] = {"scope": scope, "store": store}
+    if sum(x is not None for x in (alerts, window, incident)) != 1:
+        raise AutoCNCError("give exactly one of --alerts, --window, --incident")
+    if alerts is not None:
+        try:
+            doc = json.loads(alerts.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AutoCNCError(f"cannot read {alerts}: {exc}") from exc
+        body["alerts"] = doc.get("alerts", []) if isinstance(doc, dict) else doc
+        if not scope:
+            raise AutoCNCError("--alerts needs --scope: the cluster its labels belong to")
+    elif window is not None:
+        body["window"] = {"start": window[0], "end": window[1]}
+    else:
+        body["incident"] = incident
+    s = settings()
+    if (info := _server(s)) is not None:
+        result = _http(info, "POST", "/v1/rca", json=body).json()
+    else:
+        result = _rca_local(s, body)
+    if format == "json":
+        sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
+        return
+    table = Table("rank", "candidate", "type", "score", "hypothesis", "top signals")
+    for c in result["candidates"]:
+        top = sorted(c["contributions"].items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(str(c["rank"]), c["entity"], c["kind"], f"{c['score']:.3f}",
+                      c["hypothesis"], ", ".join(f"{k} {v:.2f}" for k, v in top if v))
+    console.print(table)
+    if result["candidates"]:
+        for path in result["candidates"][0]["paths"][:3]:
+            hops = " <- ".join(path["entities"][::-1])
+            console.print(f"evidence: {path['symptomName']} at {path['at']}: {hops}")
+    console.print(result["explanation"])
+
+
+def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
+    from kg.facts import utc
+    from reasoning.rca import RCAService
+
+    kg = _open(writer=bool(body["store"]))
+    try:
+        svc = RCAService(kg)
+        if "alerts" in body:
+            symptoms = svc.symptoms_from_alerts(body["alerts"], body["scope"])
+        elif "window" in body:
+            w = body["window"]
+            symptoms = svc.symptoms_in_window(utc(w["start"], what="--window start"),
+                                              utc(w["end"], what="--window end"),
+                                              body["scope"])
+        else:
+            symptoms = svc.symptoms_of_incident(body["incident"])
+        if not symptoms:
+            raise AutoCNCError("no firing alerts found for this request")
+        result = svc.analyse(symptoms)
+        if body["store"]:
+            svc.store(result, scope=body["scope"] or "default", incident=body.get("incident"))
+        return result.to_json()
+    finally:
+        kg.close()
+
+
 def main() -> None:
     try:
         app()

@@ -125,14 +125,18 @@ class IncidentWorker:
                 logging.getLogger("autocnc.incidents").exception("incident RCA failed")
 
 
-def incident_json(kg: KnowledgeGraph, iri: str | None = None, limit: int = 100
+def incident_json(kg: KnowledgeGraph, incident_id: str | None = None, limit: int = 100
                   ) -> list[dict[str, Any]]:
-    """Incidents (newest first) with their latest RCA result, read from the graph."""
-    where = "WHERE i.kind = 'Incident'" + (" AND i.iri = $iri" if iri else "")
+    """Incidents (newest first) with their latest RCA result, read from the graph;
+    ``incident_id`` is the last segment of an incident's IRI (or the whole IRI)."""
+    where = "WHERE i.kind = 'Incident'"
+    params: dict[str, Any] = {}
+    if incident_id:
+        where += " AND (i.iri = $id OR i.iri ENDS WITH $suffix)"
+        params = {"id": incident_id, "suffix": "/Incident/" + incident_id}
     rows = kg.store.query(
         f"MATCH (i:Entity) {where} RETURN i.iri, i.groupKey, i.startTime, i.incidentStatus, "
-        f"i.count ORDER BY i.startTime DESC LIMIT {int(limit)}", {"iri": iri} if iri else {}
-    ).rows
+        f"i.count ORDER BY i.startTime DESC LIMIT {int(limit)}", params).rows
     out = []
     for i_iri, group, start, status, count in rows:
         res = kg.store.query(
@@ -150,7 +154,7 @@ def incident_json(kg: KnowledgeGraph, iri: str | None = None, limit: int = 100
                       "summary": summary,
                       "candidates": [{"rank": r, "entity": e, "kind": k, "score": s,
                                       "hypothesis": h} for r, e, k, s, h in cands]}
-        out.append({"iri": i_iri, "groupKey": group,
+        out.append({"id": i_iri.rsplit("/", 1)[-1], "iri": i_iri, "groupKey": group,
                     "startTime": start.isoformat() if start else None, "status": status,
                     "alerts": count, "rca": latest})
     return out

@@ -79,11 +79,11 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
         with guard:
             return incident_json(g, limit=min(limit, 1000))
 
-    @app.get("/v1/incidents/{iri:path}", tags=["rca"])
-    def incident(iri: str, g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
-        """One incident (by IRI) with its latest RCA."""
+    @app.get("/v1/incidents/{incident_id}", tags=["rca"])
+    def incident(incident_id: str, g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
+        """One incident (its ``id`` from the list) with its latest RCA."""
         with guard:
-            found = incident_json(g, iri)
+            found = incident_json(g, incident_id)
         if not found:
-            raise HTTPException(404, f"no incident {iri}")
+            raise HTTPException(404, f"no incident {incident_id}")
         return found[0]

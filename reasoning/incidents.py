@@ -80,7 +80,7 @@ def group_of(alert: AlertRef, config: GroupingConfig) -> str:
 
 def incident_key(group: str, started: datetime) -> str:
     digest = hashlib.sha1(group.encode()).hexdigest()[:16]
-    return f"{digest}/{started.strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{digest}-{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 class IncidentGrouper:

@@ -165,3 +165,59 @@ def test_merge_is_a_recorded_separate_step() -> None:
                                "i3": ["urn:y"]})
     assert [(m.into, m.merged) for m in merges] == [("i1", "i2")]
     assert "urn:link" in merges[0].reason
+
+
+# -- HTTP: /v1/rca, the receiver's incidents ------------------------------------------------
+
+def test_rca_endpoint_and_incidents_from_the_webhook(tmp_path: Path) -> None:
+    import subprocess
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from kg.config import load_settings
+    from tests.test_api_cli import AUTOCNC
+
+    settings = load_settings(data_dir=tmp_path / "data", store="embedded")
+    demo = generate_demo(7)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/facts", json=demo.batch.to_json()).raise_for_status()
+        kg = None  # the server owns the store; everything goes over HTTP
+        link = sorted({r.end for r in demo.batch.relations if r.type == "routedOver"})[0]
+        deps = sorted(r.start for r in demo.batch.relations
+                      if r.type == "routedOver" and r.end == link)
+        scope = deps[0].split("/id/")[1].rsplit("/", 2)[0]
+        names = [d.rsplit("%2F", 1)[1] for d in deps if d.startswith(
+            f"https://w3id.org/autocnc/id/{scope}/")]
+        alerts = [{"status": "firing", "startsAt": (T0 + timedelta(seconds=i)).isoformat(),
+                   "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": f"f{i}",
+                   "labels": {"alertname": "KubeDeploymentReplicasMismatch",
+                              "namespace": "default", "deployment": n},
+                   "annotations": {}} for i, n in enumerate(names)]
+        direct = client.post("/v1/rca", json={"alerts": alerts, "scope": scope}).json()
+        assert direct["candidates"] and direct["unresolved"] == []
+        assert direct["candidates"][0]["entity"] in {link, *deps}
+        assert client.post("/v1/rca", json={"alerts": alerts}).status_code == 422
+        payload = {"version": "4", "groupKey": "{}:{alertname=\"x\"}", "status": "firing",
+                   "receiver": "r", "groupLabels": {}, "commonLabels": {},
+                   "commonAnnotations": {}, "externalURL": "", "alerts": alerts}
+        assert client.post("/v1/alerts/alertmanager", json=payload,
+                           params={"scope": scope}).status_code == 200
+        assert client.app.state.incidents.tick()  # due: its alerts are older than group_wait
+        incidents = client.get("/v1/incidents").json()
+        assert len(incidents) == 1 and incidents[0]["alerts"] == len(alerts)
+        assert incidents[0]["rca"]["candidates"][0]["rank"] == 1
+        one = client.get(f"/v1/incidents/{incidents[0]['id']}").json()
+        assert one["iri"] == incidents[0]["iri"]
+        assert client.get("/v1/incidents/nope").status_code == 404
+        by_incident = client.post("/v1/rca", json={"incident": one["iri"]}).json()
+        assert by_incident["candidates"][0]["entity"] == \
+            incidents[0]["rca"]["candidates"][0]["entity"]
+        assert kg is None
+    out = subprocess.run([AUTOCNC, "rca", "--window", T0.isoformat(),
+                          (T0 + timedelta(minutes=5)).isoformat(), "--format", "json"],
+                         env={**__import__("os").environ,
+                              "AUTOCNC_DATA_DIR": str(tmp_path / "data")},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert __import__("json").loads(out.stdout)["candidates"]
