@@ -23,7 +23,8 @@ Kind = Literal["topology", "metrics", "logs", "runbooks", "alerts"]
 
 
 def add_ingest_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
-                      writer: Callable[..., None], guard: threading.Lock) -> None:
+                      writer: Callable[..., None], guard: threading.Lock,
+                      after_write: Callable[[], None] = lambda: None) -> None:
     @app.post("/v1/ingest/{kind}", tags=["ingest"], dependencies=[Depends(writer)])
     async def ingest_file(
         kind: Kind, request: Request, scope: str | None = None, name: str = "upload",
@@ -53,7 +54,9 @@ def add_ingest_routes(app: FastAPI, settings: Settings, kg: Callable[[], Knowled
 
         def work() -> dict[str, Any]:
             with guard:
-                return run_ingest(g, kind, [inp], scope=scope, as_of=when, dry_run=dry_run,
-                                  options=opts).to_json()
+                report = run_ingest(g, kind, [inp], scope=scope, as_of=when,
+                                    dry_run=dry_run, options=opts).to_json()
+            after_write()  # cached label resolutions may be stale now
+            return report
 
         return await run_in_threadpool(work)
