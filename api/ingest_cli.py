@@ -101,6 +101,9 @@ def make_command(kind: str, helptext: str) -> Any:
                  "default: the file's modification time)")] = None,
         format: Annotated[str | None, typer.Option(
             "--format", help="force an input format instead of detecting it")] = None,
+        tz: Annotated[str | None, typer.Option(
+            help="time zone of timestamps without one (IANA name, e.g. Europe/Paris; "
+                 "default UTC)")] = None,
         option: Annotated[list[str] | None, typer.Option(
             "--option", "-o", help="source option KEY=VALUE (docs/ingest/<kind>.md), "
             "repeatable")] = None,
@@ -116,6 +119,8 @@ def make_command(kind: str, helptext: str) -> Any:
         opts = parse_options(option)
         if format:
             opts["format"] = format
+        if tz:
+            opts["tz"] = tz
         when: datetime | None = utc(as_of, what="--as-of") if as_of else None
         inputs = inputs_for(kind, paths)
         if not inputs:
