@@ -77,8 +77,12 @@ class Input:
             with self.path.open(encoding="utf-8", errors="replace", newline="") as fh:
                 for line in fh:
                     yield line.rstrip("\r\n")
-        else:
-            yield from self.read_text().splitlines()
+        else:  # split like a file is read: only \n (and \r\n) end lines
+            text = self.read_text()
+            if not text:
+                return
+            yield from (line.rstrip("\r") for line in
+                        (text[:-1] if text.endswith("\n") else text).split("\n"))
 
     def mtime(self) -> datetime | None:
         """The file's modification time (UTC), used as a snapshot time when none is given."""
@@ -223,7 +227,7 @@ class Sink:
 
     def flush(self) -> None:
         records, self._buffer, self._facts = self._buffer, [], 0
-        records = [r for r in records if self._prevalidate(r)]
+        checked = False
         while records:
             batch = _merge(records)
             if not len(batch):
@@ -232,6 +236,14 @@ class Sink:
                 self._write(batch)
                 return
             except FactError as exc:
+                if not checked:
+                    # The batch validates as a whole; on the first error, check each record
+                    # alone so all plainly invalid records are rejected in one pass.
+                    checked = True
+                    valid = [r for r in records if self._prevalidate(r)]
+                    if len(valid) < len(records):
+                        records = valid
+                        continue
                 bad = [r for r in records if exc.fact in r.refs()]
                 if not bad:  # not attributable to one record: they all fail
                     bad = records
