@@ -15,7 +15,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from kg.facts import Entity, FactBatch, Relation
+from kg.facts import Entity, FactBatch, Relation, Value
 from ontology import DEFAULT_BASE, mint_iri
 
 SOURCE = "autocnc-demo"
@@ -87,11 +87,11 @@ def generate_demo(seed: int = 7, base: str = DEFAULT_BASE, *, edge_sites: int = 
     def iri(scope: str, kind: str, key: str) -> str:
         return mint_iri(scope, kind, key, base)
 
-    def ent(i: str, kind: str, **props: object) -> str:
+    def ent(i: str, kind: str, **props: Value) -> str:
         ents.append(Entity(i, kind, props))
         return i
 
-    def rel(kind: str, a: str, b: str, **props: object) -> None:
+    def rel(kind: str, a: str, b: str, **props: Value) -> None:
         rels.append(Relation(kind, a, b, props))
 
     net = ent(iri(NETWORK_SCOPE, "Network", "backbone"), "Network", name="backbone")

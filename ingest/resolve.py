@@ -80,8 +80,8 @@ def candidates(scope: str, labels: Mapping[str, str], base: str) -> list[Candida
             add(kind, f"{ns}/{name}", "pod", "inferred")
     for label, kind in (("deployment", "Deployment"), ("statefulset", "StatefulSet"),
                         ("daemonset", "DaemonSet")):
-        if name := labels.get(label):
-            add(kind, f"{ns}/{name}", label)
+        if workload := labels.get(label):
+            add(kind, f"{ns}/{workload}", label)
     if rs := labels.get("replicaset"):
         if m := _REPLICASET.match(rs):
             add("Deployment", f"{ns}/{m['name']}", "replicaset", "inferred")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ontology.iri import CNC, DEFAULT_BASE, mint_iri, relation_iri, slug
 
@@ -163,7 +164,7 @@ def load_ontology(path: Path | None = None) -> Ontology:
             )
         if name in RESERVED_NAMES:
             raise OntologyError(f"datatype property cnc:{name} uses a reserved column name")
-        flag = graph.value(s, edge_flag)
+        flag: Any = graph.value(s, edge_flag)
         onto.datatype_properties[name] = DatatypeProperty(
             name, str(s), VALUE_KINDS[ranges[0]], bool(flag is not None and flag.toPython()),
             text(s, RDFS.label), text(s, RDFS.comment),

@@ -125,7 +125,7 @@ def load_shapes(onto: Ontology, path: Path | None = None) -> ShapeSet:
 
             def lit(p: rdflib.URIRef, node: rdflib.term.Node = prop_node) -> Any:
                 v = graph.value(node, p)
-                return None if v is None else v.toPython()
+                return None if v is None else v.toPython()  # type: ignore[attr-defined]
 
             in_list = graph.value(prop_node, sh["in"])
             allowed = (frozenset(str(x) for x in rdflib.collection.Collection(graph, in_list))

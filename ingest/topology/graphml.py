@@ -49,7 +49,8 @@ def records(ctx: IngestContext, inp: Input, scope: str, source: str) -> Iterator
     except ET.ParseError as exc:
         ctx.sink.reject(inp.name, f"line {exc.position[0]}", f"not well-formed XML: {exc}")
         return
-    keys = {k.get("id"): (k.get("attr.name") or k.get("id"), k.get("attr.type") or "string")
+    keys = {k.get("id"): (k.get("attr.name") or k.get("id") or "?",
+                          k.get("attr.type") or "string")
             for k in root.iter(f"{NS}key")}
     graph = root.find(f"{NS}graph")
     if graph is None:

@@ -54,7 +54,7 @@ class _Workload:
 
 def split_documents(text: str) -> Iterator[tuple[int, str]]:
     """(first line number, text) of each YAML document, so one bad document stays alone."""
-    start, lines = 1, []
+    start, lines = 1, list[str]()
     for n, line in enumerate(text.splitlines(), 1):
         if _DOC_START.match(line):
             if any(s.strip() and not s.lstrip().startswith("#") for s in lines):

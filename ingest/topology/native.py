@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -108,7 +109,7 @@ def _props(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validity(raw: Mapping[str, Any]) -> tuple[Any, Any]:
-    out = []
+    out: list[datetime | None] = []
     for name in ("validFrom", "validTo"):
         value = raw.get(name)
         if value is None:
