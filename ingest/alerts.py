@@ -5,7 +5,9 @@ Two formats (docs/ingest/alerts.md), told apart by content unless ``format`` is 
 - ``rules``: Prometheus rule files, PrometheusRule resources, rule files in a ConfigMap →
   AlertDefinitions (:mod:`ingest.alert_rules`);
 - ``alertmanager``: Alertmanager webhook payloads, version 4 (a JSON object with
-  ``version`` and ``alerts``) → Alert occurrences (:mod:`ingest.alertmanager`).
+  ``version`` and ``alerts``) → Alert occurrences (:mod:`ingest.alertmanager`);
+- ``events``: alarm / event logs as CSV (``time,event_type,entity``) → Alarm occurrences
+  (:mod:`ingest.alarm_events`).
 
 Rule files of a run are written first, so notifications of the same run find their
 definitions. Options: ``format`` (rules | alertmanager), ``runbooks_scope`` (where the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 
+from ingest.alarm_events import ingest_events, looks_like_events
 from ingest.alert_rules import RuleRun, parse_duration
 from ingest.alertmanager import (
     AlertmanagerReceiver,
@@ -30,8 +33,8 @@ from ingest.alertmanager import (
 )
 from ingest.base import IngestContext, IngestError, Input
 
-PATTERNS = ("*.yml", "*.yaml", "*.rules", "*.json")
-FORMATS = ("rules", "alertmanager")
+PATTERNS = ("*.yml", "*.yaml", "*.rules", "*.json", "*.csv")
+FORMATS = ("rules", "alertmanager", "events")
 
 __all__ = ["FORMATS", "PATTERNS", "AlertmanagerReceiver", "WebhookPayloadError",
            "alertmanager_records", "ingest", "ingest_webhook", "parse_duration"]
@@ -44,14 +47,21 @@ def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
     ctx.progress.start(len(inputs), "alerts")
     rules = RuleRun(ctx)
     notifications: list[tuple[Input, str]] = []
+    events: list[tuple[Input, str]] = []
     for inp in inputs:
         text = inp.read_text()
-        if fmt == "alertmanager" or (fmt is None and _looks_like_webhook(text)):
+        if fmt == "events" or (fmt is None and looks_like_events(ctx, inp, text)):
+            events.append((inp, text))
+        elif fmt is None and inp.name.lower().endswith(".csv"):
+            ctx.sink.skip(inp.name, "a CSV without an event_type column is not an alarm log")
+        elif fmt == "alertmanager" or (fmt is None and _looks_like_webhook(text)):
             notifications.append((inp, text))
         else:
             rules.read(inp, text)
             ctx.progress.advance()
     rules.finish()
+    for inp, text in events:
+        ingest_events(ctx, inp, text)
     if notifications:
         ctx.sink.flush()  # definitions first: the notifications look them up in the store
         receiver = AlertmanagerReceiver(ctx.kg)

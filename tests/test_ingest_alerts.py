@@ -8,6 +8,7 @@ import re
 import statistics
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +303,50 @@ def test_retry_after_resolution_in_one_group_commit_stays_closed(kg: KnowledgeGr
         again.sink.add(rec)
     again.sink.flush()
     assert (again.report.created, again.report.updated) == (0, 0)
+
+
+# -- alarm logs (format events) -------------------------------------------------------------
+
+def test_telecom_alarm_log_ingests_onto_its_topology(kg, tmp_path) -> None:
+    """The microwave network's alarm log (first 3,000 alarms) on its device topology."""
+    import csv as _csv
+
+    from ingest import Input, inputs_for, run_ingest
+    from tests.conftest import SHARED_DATA
+
+    src = SHARED_DATA / "telecom-alarms" / "24V_439N_Microwave"
+    edges = list(_csv.DictReader((src / "topology_edges.csv").open()))
+    devices = sorted({d for e in edges for d in (e["device_a"], e["device_b"])}, key=int)
+    native = {"entities": [{"id": d, "type": "NetworkNode", "properties": {"name": d}}
+                           for d in devices],
+              "relations": [{"type": "linkedTo", "source": e["device_a"],
+                             "target": e["device_b"]} for e in edges]}
+    topo = run_ingest(kg, "topology", [Input.of_bytes("mw.json", json.dumps(native).encode())],
+                      scope="mw", as_of=datetime(2026, 1, 1, tzinfo=UTC))
+    assert topo.rejected == []
+    lines = (src / "Alarm.csv").read_text().splitlines()[:3001]
+    log = tmp_path / "alarms.csv"
+    log.write_text("\n".join(lines) + "\nx,1,notatime,0\n")
+    report = run_ingest(kg, "alerts", inputs_for("alerts", [str(log)]), scope="mw",
+                        options={"column_map": {"alarm_id": "event_type",
+                                                "device_id": "entity",
+                                                "start_timestamp": "time",
+                                                "end_timestamp": "end_time"}})
+    assert [r.where for r in report.rejected] == ["line 3002"]
+    assert report.counts["alarms"] == 3001
+    n_devices = len({line.split(",")[1] for line in lines[1:]})
+    unresolved = report.counts.get("unresolved", 0)
+    (alarms,) = kg.cypher("MATCH (a:Entity) WHERE a.kind = 'Alarm' RETURN count(a)").rows[0]
+    assert alarms == 3000 - _dupes(lines[1:])
+    (about,) = kg.cypher("MATCH (a:Entity)-[:aboutEntity]->(d:Entity) WHERE a.kind = 'Alarm' "
+                         "RETURN count(DISTINCT d)").rows[0]
+    assert about <= n_devices and about > 0 and unresolved < 3000
+    from reasoning.causal.graph import events_from_graph
+
+    table = events_from_graph(kg)
+    assert len(table) == alarms - unresolved
+
+
+def _dupes(rows: list[str]) -> int:
+    keys = [tuple(r.split(",")[:3]) for r in rows]
+    return len(keys) - len(set(keys))
