@@ -23,6 +23,7 @@ from api.alert_receiver import AlertReceiver
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
 from api.rca_routes import add_rca_routes
+from api.recommend_routes import add_recommend_routes
 from ingest import IngestError
 from kg.config import Settings
 from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, StoreUnavailable
@@ -167,6 +168,7 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     add_ingest_routes(app, settings, kg, writer, guard,
                       after_write=lambda: state["alerts"].forget())
     add_rca_routes(app, kg, lambda: state["rca"], writer, guard)
+    add_recommend_routes(app, kg, writer, guard)
 
     @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
     async def alertmanager(payload: dict[str, Any], scope: str = "default",

@@ -365,6 +365,16 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
         kg.close()
 
 
+def _register_recommend_commands() -> None:
+    from api.recommend_cli import feedback, policies, recommend, train
+
+    for command in (recommend, train, feedback, policies):
+        app.command()(command)
+
+
+_register_recommend_commands()
+
+
 def main() -> None:
     try:
         app()
