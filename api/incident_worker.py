@@ -102,7 +102,8 @@ class IncidentWorker:
                    if should_analyse(inc, now, self.grouper.config)[0]]
         done = []
         for inc in due:
-            symptoms = [Symptom(a.entity, a.name, a.starts_at, a.iri, a.definition)
+            symptoms = [Symptom(a.entity, a.name, a.starts_at, a.iri, a.definition,
+                                dict(a.labels))
                         for a in inc.alerts.values() if a.status == "firing"]
             if not symptoms:
                 continue
@@ -134,19 +135,19 @@ def incident_json(kg: KnowledgeGraph, incident_id: str | None = None, limit: int
     if incident_id:
         where += " AND (i.iri = $id OR i.iri ENDS WITH $suffix)"
         params = {"id": incident_id, "suffix": "/Incident/" + incident_id}
-    rows = kg.store.query(
+    rows = kg.store.read(
         f"MATCH (i:Entity) {where} RETURN i.iri, i.groupKey, i.startTime, i.incidentStatus, "
         f"i.count ORDER BY i.startTime DESC LIMIT {int(limit)}", params).rows
     out = []
     for i_iri, group, start, status, count in rows:
-        res = kg.store.query(
+        res = kg.store.read(
             "MATCH (i:Entity {iri: $iri})-[:hasResult]->(r:Entity) "
             "RETURN r.iri, r.generatedAt, r.summary ORDER BY r.generatedAt DESC LIMIT 1",
             {"iri": i_iri}).rows
         latest = None
         if res:
             r_iri, at, summary = res[0]
-            cands = kg.store.query(
+            cands = kg.store.read(
                 "MATCH (r:Entity {iri: $iri})-[:hasCandidate]->(c:Entity)"
                 "-[:candidateEntity]->(x:Entity) RETURN c.rank, x.iri, x.kind, c.score, "
                 "c.hypothesis ORDER BY c.rank", {"iri": r_iri}).rows

@@ -37,8 +37,9 @@ EVIDENCE_QUERY = (
     "MATCH (e:Entity)-[:aboutEntity]->(x:Entity) "
     "WHERE e.kind IN $kinds AND e.startTime >= $t0 AND e.startTime <= $t1 "
     "OPTIONAL MATCH (e)-[:instanceOf]->(t:Entity) "
+    "OPTIONAL MATCH (e)-[:detectedIn]->(s:Entity) "
     "RETURN e.iri, e.kind, x.iri, e.startTime, e.anomalyScore, e.metricName, e.eventKind, "
-    "e.count, e.name, t.iri"
+    "e.count, e.name, t.iri, e.direction, e.baselineValue, e.observedValue, e.endTime, s.name"
 )
 
 
@@ -89,25 +90,73 @@ class RCAService:
         self._graph: PropagationGraph | None = None
 
     def propagation_graph(self) -> PropagationGraph:
+        """The rules compiled against the snapshot; recompiled only when a change touched
+        what rules read (their relations, or existing resources), so fresh alerts and
+        anomalies cost nothing here."""
         snap = self.kg.snapshot  # caught up with the change log
-        if self._graph is None or self._graph.watermark != snap.watermark:
-            self._graph = PropagationGraph.build(snap, self.kg.onto, self.rules)
-        return self._graph
+        g = self._graph
+        if g is not None and g.watermark != snap.watermark and self._irrelevant(g, snap):
+            n = snap.node_count
+            if g.W.shape[0] < n:
+                g.W.resize((n, n))
+            g.watermark = snap.watermark
+        if g is None or g.watermark != snap.watermark:
+            g = self._graph = PropagationGraph.build(snap, self.kg.onto, self.rules)
+        return g
+
+    def _irrelevant(self, g: PropagationGraph, snap: Any, max_entries: int = 2_000) -> bool:
+        """Whether the changes since ``g`` was compiled leave it valid."""
+        from reasoning.rules import sub_properties
+
+        if not hasattr(self, "_relevant_rels"):
+            self._relevant_rels = {p for r in self.rules
+                                   for p in sub_properties(self.kg.onto, r.relation)}
+            self._rule_classes = {c for r in self.rules for c in (r.cause, r.effect)}
+        seen, after = 0, g.watermark
+        onto = self.kg.onto
+        while after < snap.watermark:
+            entries = self.kg.store.changes(after, limit=200)
+            if not entries:
+                break
+            for e in entries:
+                iris, keys = e.touched()
+                if any(k[0] in self._relevant_rels for k in keys):
+                    return False
+                for iri in iris:
+                    i = snap.index.get(iri)
+                    if i is not None and i < g.W.shape[0]:
+                        kind = snap.kinds[i]
+                        if kind in onto.classes and any(
+                                onto.is_subclass(kind, c) for c in self._rule_classes):
+                            return False
+            seen += len(entries)
+            if seen > max_entries:
+                return False
+            after = entries[-1].seq
+        return True
 
     def evidence(self, start: datetime, end: datetime) -> list[Evidence]:
-        rows = self.kg.store.query(EVIDENCE_QUERY, {"kinds": EVIDENCE_KINDS, "t0": start,
+        rows = self.kg.store.read(EVIDENCE_QUERY, {"kinds": EVIDENCE_KINDS, "t0": start,
                                                     "t1": end},
-                                   timeout_s=self.kg.settings.query_timeout_s,
-                                   max_rows=200_000).rows
+                                  max_rows=200_000).rows
         out = []
-        for iri, kind, entity, at, z, metric, ev_kind, count, name, etype in rows:
+        for (iri, kind, entity, at, z, metric, ev_kind, count, name, etype, direction,
+             baseline, observed, until, series) in rows:
             score = float(z) if z is not None else float(count or 0)
             out.append(Evidence(entity, kind, at, iri, score,
-                                str(metric or ev_kind or name or ""), etype))
+                                str(metric or ev_kind or name or ""), etype,
+                                direction=direction or "", baseline=baseline,
+                                observed=observed, until=until, series=series))
         return out
 
+    def observed(self) -> set[str]:
+        """Entities that some metric series observes (they can show anomalies)."""
+        rows = self.kg.store.read("MATCH (s:Entity)-[:observes]->(x:Entity) "
+                                  "WHERE s.validTo IS NULL RETURN DISTINCT x.iri").rows
+        return {r[0] for r in rows}
+
     def causal_edges(self) -> dict[tuple[str, str], float]:
-        rows = self.kg.store.query(
+        rows = self.kg.store.read(
             "MATCH (c:Entity)-[:causeType]->(a:Entity) MATCH (c)-[:effectType]->(b:Entity) "
             "WHERE c.validTo IS NULL RETURN a.iri, b.iri, c.confidence", max_rows=100_000).rows
         return {(a, b): float(conf or 0.0) for a, b, conf in rows}
@@ -127,7 +176,8 @@ class RCAService:
         snap = self.kg.snapshot
         evidence = self.evidence(start, end)
         candidates = analyse(graph, snap.iris, snap.kinds, snap.index, symptoms, evidence,
-                             self.weights, self.causal_edges(), self.config)
+                             self.weights, self.causal_edges(), self.config,
+                             observed=self.observed())
         unresolved = [s.name for s in symptoms if s.entity is None or s.entity not in snap.index]
         return RCAResult(list(symptoms), candidates, (start, end), unresolved,
                          self.weights.source)
@@ -136,14 +186,15 @@ class RCAService:
     _ALERTS = ("MATCH (a:Entity){match} WHERE a.kind = 'Alert' {where} "
                "OPTIONAL MATCH (a)-[:aboutEntity]->(x:Entity) "
                "OPTIONAL MATCH (a)-[:instanceOf]->(d:Entity) "
-               "RETURN a.iri, a.name, a.startTime, x.iri, d.iri, a.alertStatus")
+               "RETURN a.iri, a.name, a.startTime, x.iri, d.iri, a.alertStatus, a.labels")
 
     def _symptoms(self, where: str, params: dict[str, Any], match: str = ""
                   ) -> list[Symptom]:
-        rows = self.kg.store.query(self._ALERTS.format(match=match, where=where), params,
+        rows = self.kg.store.read(self._ALERTS.format(match=match, where=where), params,
                                    max_rows=10_000).rows
-        return [Symptom(entity, name or "alert", at, iri, definition)
-                for iri, name, at, entity, definition, status in rows
+        return [Symptom(entity, name or "alert", at, iri, definition,
+                        json.loads(labels) if labels else {})
+                for iri, name, at, entity, definition, status, labels in rows
                 if at is not None and status != "resolved"]
 
     def symptoms_of_incident(self, incident: str) -> list[Symptom]:
@@ -170,7 +221,8 @@ class RCAService:
             [(scope, {str(k): str(v) for k, v in (a.get("labels") or {}).items()})
              for a in alerts])
         return [Symptom(res.iri, str((a.get("labels") or {}).get("alertname", "alert")),
-                        utc(a.get("startsAt") or now_utc(), what="startsAt"))
+                        utc(a.get("startsAt") or now_utc(), what="startsAt"),
+                        labels={str(k): str(v) for k, v in (a.get("labels") or {}).items()})
                 for a, res in zip(alerts, resolved, strict=True)]
 
     def store(self, result: RCAResult, *, scope: str, incident: str | None = None) -> str:

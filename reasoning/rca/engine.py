@@ -6,38 +6,67 @@ incident's time window (anomalies, log events, alerts, read once from the store)
 1. walks the propagation graph (:class:`reasoning.rules.PropagationGraph`: the rules
    compiled against the analytic snapshot) backwards from every symptom entity, up to
    ``max_depth`` hops, keeping for every reachable entity its strongest path (the product
-   of rule weights) — the candidates, each with its evidence path per symptom;
-2. computes, for each candidate, signals in [0, 1] (:data:`SIGNALS`): how strongly and how
-   many symptoms it explains (``propagation``, ``coverage``), its own anomaly evidence
-   (``anomaly``), whether its anomaly is left unexplained by its own causes (``root``: the
-   anomaly-traversal criterion), how early its evidence started (``temporal``), log
-   evidence (``logs``) and learned causal edges between its event types and the
-   symptoms' (``causal``);
-3. scores each candidate by a weighted sum of the signals (weights from a
-   :class:`Weights` file, learned or default) and ranks them; ties break by IRI.
+   of rule weights) — the candidates, each with its evidence path per symptom — and
+   forwards from every candidate: its *blast radius* (what it can impact);
+2. weighs the evidence of every entity in the incident, per metric (:func:`node_anomaly`):
+   each anomalous series adds ``log(1 + z / z_scale)`` times its *timeliness* (1 for an
+   onset up to ``onset_before_s`` before the first symptom, decaying for earlier onsets —
+   a condition that predates the incident — and for later ones); only deviations in a
+   metric's harmful direction count (:data:`DEFAULT_BAD_DIRECTIONS`: latency up,
+   availability down, ...; metrics without a known direction, such as request counts,
+   weigh ``other_metrics``); each entity's evidence is then taken relative to the
+   strongest entity's in the same metric (so a metric with small scores — availability —
+   is not drowned by one with large ones);
+3. computes, for each candidate, signals in [0, 1] (:data:`SIGNALS`):
+   ``propagation`` and ``coverage`` (how strongly and how many symptoms its rule paths
+   reach), ``anomaly`` (its own relative evidence), ``path`` (how anomalous, in the same
+   metric, the best chain is that links it to a symptom: faults propagate as the same
+   kind of deviation), ``root`` (its anomaly less what anomalies of its own causes that
+   did not start later explain, times ``path``: the anomaly-traversal criterion, graded),
+   ``temporal`` (timeliness of its strongest anomaly), ``impact`` (the share of the
+   incident's evidence on what it can impact, besides the symptoms: a cause explains more
+   than one effect), ``topology`` (the size of its blast radius, a prior among entities
+   near evidence: shared dependencies fail many things), ``logs`` (log events on it) and
+   ``causal`` (learned causal edges between its event types and the symptoms');
+4. scores each candidate by a weighted sum of the signals (weights from a
+   :class:`Weights` file, fitted by :mod:`reasoning.rca.train`, or the defaults) and
+   ranks them; ties break by IRI.
 
-Every candidate carries each signal's contribution and its evidence paths (entities,
-relations, rules, events with times), so the answer explains itself. Results are
-deterministic for the same input and graph.
+Every candidate carries each signal's value and contribution and its evidence paths
+(entities, relations, rules, events with times), so the answer explains itself. Nothing
+depends on entity names. Results are deterministic for the same input and graph.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from reasoning.rules import PropagationGraph
 
-SIGNALS = ("propagation", "coverage", "anomaly", "root", "temporal", "logs", "causal")
-DEFAULT_WEIGHTS = {"propagation": 1.0, "coverage": 1.0, "anomaly": 1.5, "root": 2.0,
-                   "temporal": 0.5, "logs": 0.5, "causal": 0.5}
+SIGNALS = ("propagation", "coverage", "anomaly", "root", "temporal", "logs", "causal", "path",
+           "impact", "topology")
+DEFAULT_WEIGHTS = {"propagation": 1.0, "coverage": 1.0, "anomaly": 1.0, "root": 2.0,
+                   "temporal": 1.5, "logs": 0.5, "causal": 0.5, "path": 2.5, "impact": 0.75,
+                   "topology": 1.0}
+ALERT_KEY = "alert:"
+# Which way a metric deviates when something is wrong: the first pattern contained in the
+# (lower-case) metric name decides; an anomaly the other way is not evidence of a fault.
+DEFAULT_BAD_DIRECTIONS: tuple[tuple[str, str], ...] = (
+    ("availability", "down"), ("success", "down"), ("uptime", "down"),
+    ("latency", "up"), ("duration", "up"), ("delay", "up"), ("rtt", "up"), ("jitter", "up"),
+    ("error", "up"), ("fail", "up"), ("fault", "up"), ("timeout", "up"), ("loss", "up"),
+    ("drop", "up"), ("retrans", "up"), ("restart", "up"), ("oom", "up"),
+    ("saturation", "up"), ("utilization", "up"), ("usage", "up"), ("cpu", "up"),
+    ("memory", "up"), ("temperature", "up"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,7 @@ class Symptom:
     at: datetime
     alert: str | None = None  # IRI of the alert occurrence, when stored
     event_type: str | None = None  # IRI of its alert definition / event type
+    labels: Mapping[str, str] = field(default_factory=dict)  # the alert's labels
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,11 @@ class Evidence:
     score: float = 0.0  # anomaly score (robust z) or log event count
     detail: str = ""  # metric name, event kind, alert name
     event_type: str | None = None
+    direction: str = ""  # anomalies: up | down
+    baseline: float | None = None  # anomalies: the baseline median and the observed value
+    observed: float | None = None
+    until: datetime | None = None  # when it ended (None: open, or not an interval)
+    series: str | None = None  # the series it was detected in (``metric{labels}``)
 
 
 @dataclass
@@ -112,79 +147,161 @@ class Candidate:
 
 @dataclass
 class RCAConfig:
+    """Tuning of the analysis (see the module doc for what each knob does)."""
+
     max_depth: int = 4
     max_candidates: int = 10
     temporal_scale_s: float = 600.0  # evidence this much later than the first symptom: 1/e
+    onset_before_s: float = 300.0  # onsets up to this long before the first symptom: on time
+    onset_scale_s: float = 120.0  # earlier onsets decay with this scale (pre-existing)
+    z_scale: float = 5.0  # anomaly evidence: log(1 + z / z_scale) per anomalous series
+    z_cap: float = 1000.0  # larger robust z (a flat baseline: MAD 0) count as this
+    alert_z: float = 10.0  # an alert or alarm on an entity counts as an anomaly of this z
+    other_metrics: float = 0.0  # weight of metrics without a known bad direction (load ...)
+    path_floor: float = 0.05  # factor of a non-anomalous entity on a cause's chain
+    sli_labels: tuple[str, ...] = ("sli", "slo_metric")  # symptom labels naming its metric
+    bad_directions: tuple[tuple[str, str], ...] = DEFAULT_BAD_DIRECTIONS
+
+
+@dataclass
+class _Incident:
+    """What every candidate's signals are computed from."""
+
+    located: list[Symptom]
+    first: datetime
+    reach: dict[int, dict[int, tuple[float, list[int]]]]  # cand -> symptom -> (w, path)
+    radius: dict[int, set[int]]  # cand -> itself and what it can impact
+    per_metric: dict[int, dict[str, float]]  # entity -> metric -> share of the metric's max
+    strength: dict[int, float]  # entity -> its largest share (0 when not anomalous)
+    timely: dict[int, float]  # entity -> timeliness of its strongest anomaly
+    onsets: dict[int, dict[str, datetime]]  # entity -> metric -> onset of its strongest
+    by_entity: dict[str, list[Evidence]]
+    symptom_nodes: set[int]
+    widest: int  # the largest blast radius of a candidate, itself excluded (>= 1)
+    metrics: list[str]  # the metrics with anomalies in the incident
+    sli: dict[int, set[str]]  # symptom entity -> the metrics its alerts say it violates
+    unobserved: frozenset[int] = frozenset()  # entities no metric series observes
 
 
 def analyse(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
             index: Mapping[str, int], symptoms: Sequence[Symptom],
             evidence: Sequence[Evidence], weights: Weights,
             causal: Mapping[tuple[str, str], float] | None = None,
-            config: RCAConfig | None = None) -> list[Candidate]:
-    """Ranked root-cause candidates (best first) for ``symptoms``; see the module doc."""
+            config: RCAConfig | None = None,
+            observed: Collection[str] | None = None) -> list[Candidate]:
+    """Ranked root-cause candidates (best first) for ``symptoms``; see the module doc.
+
+    ``observed``: the entities some metric series observes. An entity outside it cannot
+    show an anomaly, so it passes a chain on unchanged instead of breaking it (a GPU fault
+    reaches the pods through a node nobody monitors). None: every entity is observed."""
     cfg = config or RCAConfig()
-    located = [s for s in symptoms if s.entity is not None and s.entity in index]
-    if not located:
+    inc = _incident(graph, index, symptoms, evidence, cfg)
+    if inc is None:
         return []
-    first = min(s.at for s in symptoms)
-    # 1. candidates: best path from each candidate to each symptom (max-product walk)
-    reach: dict[int, dict[int, tuple[float, list[int]]]] = {}  # cand -> symptom -> path
-    for s_i, s in enumerate(located):
-        for node, (weight, path) in _walk(graph, index[s.entity], cfg.max_depth).items():
-            best = reach.setdefault(node, {}).get(s_i)
-            if best is None or weight > best[0]:
-                reach[node][s_i] = (weight, path)
-    by_entity: dict[str, list[Evidence]] = {}
-    for ev in evidence:
-        by_entity.setdefault(ev.entity, []).append(ev)
-    anomaly = {iri: _anomaly_strength(evs) for iri, evs in by_entity.items()}
-    # 2. signals
-    out: list[Candidate] = []
-    n_sym = len(located)
+    if observed is not None:
+        seen = {index[i] for i in observed if i in index}
+        inc.unobserved = frozenset(n for n in set(inc.reach).union(*inc.radius.values())
+                                   if n not in seen)
+    chain = _chains(graph.W, inc, [index[str(s.entity)] for s in inc.located], cfg)
     symptom_types = {s.event_type for s in symptoms if s.event_type}
-    for node, per_symptom in reach.items():
+    out: list[Candidate] = []
+    for node, per_symptom in inc.reach.items():
         iri = iris[node]
-        evs = sorted(by_entity.get(iri, []), key=lambda e: (e.at, e.iri))
-        sig = dict.fromkeys(SIGNALS, 0.0)
-        sig["propagation"] = sum(w for w, _ in per_symptom.values()) / n_sym
-        sig["coverage"] = len(per_symptom) / n_sym
-        sig["anomaly"] = anomaly.get(iri, 0.0)
-        causes = graph.W.indices[graph.W.indptr[node]:graph.W.indptr[node + 1]]
-        upstream = max((anomaly.get(iris[c], 0.0) for c in causes), default=0.0)
-        sig["root"] = sig["anomaly"] * (1.0 - upstream)
-        if evs:
-            lag = (evs[0].at - first).total_seconds()
-            sig["temporal"] = 1.0 if lag <= 0 else math.exp(-lag / cfg.temporal_scale_s)
-        logs = [e for e in evs if e.kind == "LogEvent"]
-        sig["logs"] = 1.0 - math.exp(-sum(e.score for e in logs) / 10.0) if logs else 0.0
+        evs = sorted(inc.by_entity.get(iri, []), key=lambda e: (e.at, e.iri))
+        sig, metrics = _signals(graph.W, node, inc, chain)
+        sig["logs"] = _logs(evs)
         if causal and symptom_types:
-            mine = {e.event_type for e in evs if e.event_type}
-            sig["causal"] = max((causal.get((a, b), 0.0) for a in mine for b in symptom_types),
+            types = {e.event_type for e in evs if e.event_type}
+            sig["causal"] = max((causal.get((a, b), 0.0) for a in types for b in symptom_types),
                                 default=0.0)
         contrib = {k: weights.values.get(k, 0.0) * v for k, v in sig.items()}
-        paths = [_path_json(graph, iris, located[s_i], w, p)
+        paths = [_path_json(graph, iris, inc.located[s_i], w, p)
                  for s_i, (w, p) in sorted(per_symptom.items())]
         out.append(Candidate(iri, kinds[node], sum(contrib.values()), sig, contrib,
-                             _hypothesis(graph, per_symptom, node, evs), paths, evs[:20]))
+                             _hypothesis(graph, per_symptom, node, metrics), paths, evs[:20]))
     out.sort(key=lambda c: (-c.score, c.entity))
     return out[:cfg.max_candidates]
 
 
-def _walk(graph: PropagationGraph, start: int, depth: int) -> dict[int, tuple[float, list[int]]]:
+def _signals(W: sp.csr_matrix, node: int, inc: _Incident,
+             chain: Mapping[tuple[int, str], float]) -> tuple[dict[str, float], list[str]]:
+    """The topology, time and anomaly signals of one candidate (see the module doc), and
+    its anomalous metrics, strongest first."""
+    per_symptom = inc.reach[node]
+    sig = dict.fromkeys(SIGNALS, 0.0)
+    sig["propagation"] = sum(w for w, _ in per_symptom.values()) / len(inc.located)
+    sig["coverage"] = len(per_symptom) / len(inc.located)
+    sig["anomaly"] = inc.strength.get(node, 0.0)
+    sig["temporal"] = inc.timely.get(node, 0.0)
+    own = inc.per_metric.get(node, {})
+    metrics = sorted((m for m in own if not m.startswith(ALERT_KEY)), key=lambda m: -own[m])
+    sig["path"] = max((chain.get((node, m), 0.0) for m in metrics or inc.metrics), default=0.0)
+    # unexplained by its own causes, and linked to the symptoms by an anomalous chain
+    sig["root"] = _root(W, node, inc) * sig["path"]
+    others = inc.radius[node] - {node} - inc.symptom_nodes
+    total = sum(inc.strength.values())
+    if total > 0:
+        sig["impact"] = sum(inc.strength.get(n, 0.0) for n in others) / total
+    if any(n in inc.strength for n in others | {node}):  # a prior among suspects only
+        sig["topology"] = math.log1p(len(inc.radius[node]) - 1) / math.log1p(inc.widest)
+    return sig, metrics
+
+
+def _incident(graph: PropagationGraph, index: Mapping[str, int], symptoms: Sequence[Symptom],
+              evidence: Sequence[Evidence], cfg: RCAConfig) -> _Incident | None:
+    """Candidates (best rule path to each symptom), their blast radii, and the anomaly
+    strength of every entity in them."""
+    located = [s for s in symptoms if s.entity is not None and s.entity in index]
+    if not located:
+        return None
+    first = min(s.at for s in symptoms)
+    reach: dict[int, dict[int, tuple[float, list[int]]]] = {}
+    for s_i, s in enumerate(located):
+        for node, (weight, path) in _walk(graph.W, index[str(s.entity)], cfg.max_depth).items():
+            best = reach.setdefault(node, {}).get(s_i)
+            if best is None or weight > best[0]:
+                reach[node][s_i] = (weight, path)
+    radius = _radii(graph.W, list(reach), cfg.max_depth)
+    universe = set(reach).union(*radius.values())
+    by_entity: dict[str, list[Evidence]] = {}
+    for ev in evidence:
+        if index.get(ev.entity, -1) in universe:
+            by_entity.setdefault(ev.entity, []).append(ev)
+    raw = {index[iri]: node_anomaly(evs, first, cfg) for iri, evs in by_entity.items()}
+    top: dict[str, float] = {}
+    for a in raw.values():
+        for m, v in a.evidence.items():
+            top[m] = max(top.get(m, 0.0), v)
+    per_metric = {n: {m: v / top[m] for m, v in a.evidence.items() if v > 0}
+                  for n, a in raw.items()}
+    strength = {n: max(ms.values()) for n, ms in per_metric.items() if ms}
+    timely = {n: a.timeliness for n, a in raw.items()}
+    widest = max(1, max(len(r) for r in radius.values()) - 1)
+    return _Incident(located, first, reach, radius, per_metric, strength, timely,
+                     {n: a.onset for n, a in raw.items()}, by_entity,
+                     {index[str(s.entity)] for s in located}, widest,
+                     sorted(m for m in top if not m.startswith(ALERT_KEY)),
+                     _sli(located, index, cfg))
+
+
+def _walk(W: sp.csr_matrix, start: int, depth: int, factors: Mapping[int, float] | None = None,
+          default: float = 0.0) -> dict[int, tuple[float, list[int]]]:
     """Entities that can impact ``start`` within ``depth`` rule hops: best weight + path
-    (``[cause, ..., start]``); ``start`` itself with weight 1."""
-    W = graph.W
+    (``[cause, ..., start]``); ``start`` itself with weight 1. With ``factors``, a path's
+    weight is instead the product of the factors of the entities between a cause and
+    ``start`` (missing ones count ``default``): how anomalous the chain linking them is."""
     best: dict[int, tuple[float, list[int]]] = {start: (1.0, [start])}
     frontier = [start]
     for _ in range(depth):
         nxt: list[int] = []
         for effect in frontier:
             w_e, path = best[effect]
+            if factors is not None and effect != start:
+                w_e *= factors.get(effect, default)
             lo, hi = W.indptr[effect], W.indptr[effect + 1]
             for cause, w in zip(W.indices[lo:hi], W.data[lo:hi], strict=True):
                 cause = int(cause)
-                weight = w_e * float(w)
+                weight = w_e * (float(w) if factors is None else 1.0)
                 old = best.get(cause)
                 if old is None or weight > old[0]:
                     best[cause] = (weight, [cause, *path])
@@ -195,15 +312,148 @@ def _walk(graph: PropagationGraph, start: int, depth: int) -> dict[int, tuple[fl
     return best
 
 
-def _anomaly_strength(evs: Sequence[Evidence]) -> float:
-    """Evidence strength in [0, 1): anomalies by robust score, alerts and alarms as strong."""
-    z = 0.0
+def _sli(located: Sequence[Symptom], index: Mapping[str, int], cfg: RCAConfig
+         ) -> dict[int, set[str]]:
+    """Per symptom entity, the metrics its alerts name (labels ``sli_labels``), lower-case."""
+    out: dict[int, set[str]] = {}
+    for s in located:
+        names = {str(s.labels[k]).lower() for k in cfg.sli_labels if s.labels.get(k)}
+        out.setdefault(index[str(s.entity)], set()).update(names)
+    return out
+
+
+def _chains(W: sp.csr_matrix, inc: _Incident, starts: Sequence[int], cfg: RCAConfig
+            ) -> dict[tuple[int, str], float]:
+    """Per (candidate, metric): how anomalous in that metric the best chain is that links
+    the candidate to a symptom: the product over the entities between them of
+    ``path_floor + (1 - path_floor) *`` their share of the metric's evidence, times
+    ``path_floor`` when the symptom has metric anomalies but none of this metric. A fault
+    propagates as the same kind of deviation (slow callee → slow caller, failing callee →
+    failing caller)."""
+    out: dict[tuple[int, str], float] = {}
+    for m in inc.metrics:
+        share = {n: ms.get(m, 0.0) for n, ms in inc.per_metric.items()}
+        factors = {n: cfg.path_floor + (1 - cfg.path_floor) * v for n, v in share.items()}
+        factors.update(dict.fromkeys(inc.unobserved - set(share), 1.0))
+        for start in starts:
+            own = {k: v for k, v in inc.per_metric.get(start, {}).items()
+                   if not k.startswith(ALERT_KEY)}
+            said = inc.sli.get(start, set())
+            if not own or any(x in m.lower() or m.lower() in x for x in said):
+                last = 1.0
+            else:
+                last = cfg.path_floor + (1 - cfg.path_floor) * own.get(m, 0.0) / max(own.values())
+            walk = _walk(W, start, cfg.max_depth, factors, cfg.path_floor)
+            for node, (weight, _) in walk.items():
+                key = (node, m)
+                out[key] = max(out.get(key, 0.0), weight * (last if node != start else 1.0))
+    return out
+
+
+def _radii(W: sp.csr_matrix, candidates: Sequence[int], depth: int) -> dict[int, set[int]]:
+    """Each candidate's blast radius: itself and what it can impact within ``depth``."""
+    effects = W.T.tocsr()  # effects[cause] -> the entities it can impact
+    out: dict[int, set[int]] = {}
+    for c in candidates:
+        seen, frontier = {c}, [c]
+        for _ in range(depth):
+            frontier = [e for n in frontier
+                        for e in map(int, effects.indices[effects.indptr[n]:effects.indptr[n + 1]])
+                        if e not in seen]
+            seen.update(frontier)
+            if not frontier:
+                break
+        out[c] = seen
+    return out
+
+
+def _root(W: sp.csr_matrix, node: int, inc: _Incident) -> float:
+    """Its anomaly, less the share that anomalies of the same metric of its own causes
+    explain — a cause as anomalous as it, or more, explains it fully, but only when that
+    anomaly did not start after its own (an effect does not precede its cause); an alert
+    is explained by any anomalous cause. The anomaly-traversal criterion, graded; the
+    best metric counts."""
+    mine = inc.per_metric.get(node)
+    if not mine:
+        return 0.0
+    causes = [int(c) for c in W.indices[W.indptr[node]:W.indptr[node + 1]]]
+    best = 0.0
+    for m, v in mine.items():
+        if m.startswith(ALERT_KEY):
+            explained = max((inc.strength.get(c, 0.0) for c in causes), default=0.0)
+        else:
+            at = inc.onsets[node].get(m)
+            explained = max((inc.per_metric.get(c, {}).get(m, 0.0) / v for c in causes
+                             if at is None or inc.onsets.get(c, {}).get(m, at) <= at),
+                            default=0.0)
+        best = max(best, v * (1.0 - min(1.0, explained)))
+    return best
+
+
+def _logs(evs: Sequence[Evidence]) -> float:
+    logs = [e for e in evs if e.kind == "LogEvent"]
+    return 1.0 - math.exp(-sum(e.score for e in logs) / 10.0) if logs else 0.0
+
+
+@dataclass(frozen=True)
+class NodeAnomaly:
+    """An entity's anomaly evidence in the incident: per metric the sum over its anomalous
+    series; ``timeliness`` is how near the onset of its strongest anomaly is."""
+
+    evidence: dict[str, float]
+    timeliness: float = 0.0
+    onset: dict[str, datetime] = field(default_factory=dict)  # per metric: its strongest
+
+
+def node_anomaly(evs: Sequence[Evidence], first: datetime, cfg: RCAConfig) -> NodeAnomaly:
+    """Evidence of one entity, per metric: ``log(1 + z / z_scale)`` of each anomalous series
+    (its strongest anomaly) times its timeliness, summed over the metric's series (several
+    statistics that agree say more than one) and weighted by :func:`metric_weight`. Alerts
+    and alarms count as an anomaly of ``alert_z`` (key ``alert:<name>``)."""
+    per_series: dict[tuple[str, str], float] = {}
+    onset: dict[str, tuple[float, datetime]] = {}
+    best, when = 0.0, 0.0
     for e in evs:
         if e.kind == "Anomaly":
-            z = max(z, abs(e.score))
+            value = metric_weight(e, cfg) * math.log1p(min(abs(e.score), cfg.z_cap)
+                                                       / cfg.z_scale)
+            key = (e.detail, e.series or e.iri)
         elif e.kind in ("Alert", "Alarm"):
-            z = max(z, 6.0)
-    return 1.0 - math.exp(-z / 6.0) if z else 0.0
+            value = math.log1p(cfg.alert_z / cfg.z_scale)
+            key = (ALERT_KEY + e.detail, e.iri)
+        else:
+            continue
+        value *= timeliness((e.at - first).total_seconds(), cfg)
+        per_series[key] = max(per_series.get(key, 0.0), value)
+        if value > 0 and value > onset.get(key[0], (0.0, e.at))[0]:
+            onset[key[0]] = (value, e.at)
+        if value > best:
+            best, when = value, timeliness((e.at - first).total_seconds(), cfg)
+    evidence: dict[str, float] = {}
+    for (metric, _), v in per_series.items():
+        evidence[metric] = evidence.get(metric, 0.0) + v
+    return NodeAnomaly(evidence, when, {m: at for m, (_, at) in onset.items()})
+
+
+def metric_weight(e: Evidence, cfg: RCAConfig) -> float:
+    """1 for an anomaly of a metric with a known bad direction going that way (the first
+    ``bad_directions`` pattern contained in the lower-case metric name decides), 0 going
+    the other way, ``other_metrics`` for metrics without a known direction."""
+    name = e.detail.lower()
+    for pattern, bad in cfg.bad_directions:
+        if pattern in name:
+            return 1.0 if not e.direction or e.direction == bad else 0.0
+    return cfg.other_metrics
+
+
+def timeliness(lag_s: float, cfg: RCAConfig) -> float:
+    """1 for an onset from ``onset_before_s`` before the first symptom up to it; decaying
+    with ``onset_scale_s`` for earlier onsets (a condition that predates the incident) and
+    with ``temporal_scale_s`` for later ones."""
+    if lag_s > 0:
+        return math.exp(-lag_s / cfg.temporal_scale_s)
+    early = -lag_s - cfg.onset_before_s
+    return 1.0 if early <= 0 else math.exp(-early / cfg.onset_scale_s)
 
 
 def _path_json(graph: PropagationGraph, iris: Sequence[str], symptom: Symptom,
@@ -223,18 +473,17 @@ def _path_json(graph: PropagationGraph, iris: Sequence[str], symptom: Symptom,
 
 
 def _hypothesis(graph: PropagationGraph, per_symptom: Mapping[int, tuple[float, list[int]]],
-                node: int, evs: Sequence[Evidence]) -> str:
+                node: int, metrics: Sequence[str]) -> str:
     """The fault this candidate is suspected of: the rule of its strongest outgoing hop,
-    refined by its own evidence (the anomalous metric)."""
+    refined by its own evidence (its most anomalous metric)."""
     rule = None
     for _, (_, path) in sorted(per_symptom.items(), key=lambda kv: -kv[1][0]):
         if len(path) > 1:
             rule = graph.rules[graph.rule_of[(path[1], path[0])][0]].hypothesis
             break
-    metric = next((e.detail for e in evs if e.kind == "Anomaly" and e.detail), None)
     parts = [rule or "fault of the symptomatic entity itself"]
-    if metric:
-        parts.append(f"anomalous {metric}")
+    if metrics:
+        parts.append(f"anomalous {metrics[0]}")
     return "; ".join(parts)
 
 
