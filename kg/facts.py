@@ -12,6 +12,7 @@ value types) and the SHACL shapes before anything is written; the first invalid 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -216,8 +217,11 @@ def coerce_value(kind: str, value: Any) -> Value:
     raise ValueError(f"expected {kind}, got {type(value).__name__} {value!r}")
 
 
+_NOT_IN_IRI = re.compile(r'[\x00-\x20<>"{}|\\^`]')  # (N-Triples IRIREF excludes these too)
+
+
 def _check_iri(ref: str, iri: str, name: str) -> None:
-    if ":" not in iri or any(c in iri for c in ' <>"{}|\\^`\n\t'):
+    if ":" not in iri or _NOT_IN_IRI.search(iri):
         raise FactError(ref, f"{iri!r} is not an absolute IRI", field=name)
 
 

@@ -3,12 +3,17 @@
 Hot paths (RCA, embeddings, recommendation) never make per-node database round trips: they
 work on this snapshot, which is derived from the graph store like the RDF view (watermark +
 catch-up from the change log) and keeps only currently valid facts (no ``validTo``).
+
+It holds only each fact's class and whether it is valid, and a write sets both from the
+fact as given (the class is the fact's type; ``validTo`` is the fact's, not merged), so the
+change-log payloads alone bring it up to date: no read of the graph store.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,13 +49,8 @@ class AnalyticSnapshot:
                 fresh = AnalyticSnapshot.build(graph)
                 self.__dict__.update(fresh.__dict__)
                 return applied + len(entries)
-            iris: list[str] = []
-            keys: list[RelKey] = []
             for e in entries:
-                i, k = e.touched()
-                iris += i
-                keys += k
-            self._apply(*graph.fetch(list(dict.fromkeys(iris)), list(dict.fromkeys(keys))))
+                self._apply_payload(e.batch)
             self.watermark = entries[-1].seq
             applied += len(entries)
         return applied
@@ -66,6 +66,17 @@ class AnalyticSnapshot:
             self.edges[key] = st.valid_to is None
         if ents or rels:
             self._csr = None
+
+    def _apply_payload(self, batch: dict[str, Any]) -> None:
+        for f in batch.get("entities", []):
+            i = self._node(f["iri"])
+            self.kinds[i] = f["type"]
+            self.alive[i] = f.get("validTo") is None
+        for f in batch.get("relations", []):
+            self._node(f["start"])
+            self._node(f["end"])
+            self.edges[(f["type"], f["start"], f["end"])] = f.get("validTo") is None
+        self._csr = None
 
     def _node(self, iri: str) -> int:
         i = self.index.get(iri)

@@ -55,6 +55,12 @@ class ChangeEntry:
     at: datetime
     batch: dict[str, Any]
 
+    def ops(self) -> tuple[str | None, str | None]:
+        """Per entity and per relation of the batch: ``c`` created, ``u`` updated, ``t``
+        touched (see :func:`plan_write`); None for entries written before ops were logged."""
+        ops = self.batch.get("ops") or {}
+        return ops.get("entities"), ops.get("relations")
+
     def touched(self) -> tuple[list[str], list[RelKey]]:
         return ([e["iri"] for e in self.batch.get("entities", [])],
                 [(r["type"], r["start"], r["end"]) for r in self.batch.get("relations", [])])
@@ -76,10 +82,17 @@ class FactState:
         return (self.kind, self.props, self.source, self.valid_from, self.valid_to)
 
     @classmethod
-    def from_row(cls, kind: str, row: Mapping[str, Any], prop_names: Sequence[str]) -> FactState:
+    def from_row(cls, kind: str, row: Mapping[str, Any],
+                 prop_names: Sequence[str] | frozenset[str]) -> FactState:
+        """The state in a stored row; ``prop_names`` are the ontology property columns."""
+        if len(row) < len(prop_names):  # sparse rows: walk the row, not every column
+            names = prop_names if isinstance(prop_names, frozenset) else frozenset(prop_names)
+            props = {n: v for n, v in row.items() if n in names and v is not None}
+        else:
+            props = {n: row[n] for n in prop_names if row.get(n) is not None}
         return cls(
             kind=kind,
-            props={n: row[n] for n in prop_names if row.get(n) is not None},
+            props=props,
             source=row.get("source"), valid_from=row.get("validFrom"),
             valid_to=row.get("validTo"), first_seen=row.get("firstSeen"),
             last_seen=row.get("lastSeen"),
@@ -105,6 +118,19 @@ class GraphStore(Protocol):
     def fetch(self, iris: Sequence[str], rel_keys: Sequence[RelKey]
               ) -> tuple[dict[str, FactState], dict[RelKey, FactState]]:
         """Current state of the given entities and relations (absent ones are left out)."""
+        ...
+
+    def kinds(self, iris: Sequence[str]) -> dict[str, str]:
+        """The class of each given entity (absent ones are left out)."""
+        ...
+
+    def read(self, cypher: str, params: Mapping[str, Any] | None = None, *,
+             max_rows: int | None = None) -> QueryResult:
+        """Run one of the engine's own read queries (not operator input: no guard)."""
+        ...
+
+    def live(self, source: str) -> tuple[dict[str, str], list[RelKey]]:
+        """Entities (iri -> class) and relations from ``source`` that are not retired."""
         ...
 
     def scan(self, chunk: int = 20_000) -> Iterator[tuple[dict[str, FactState],
@@ -145,60 +171,80 @@ class WritePlan:
 
 
 def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: StoreSchema,
-               fetch: Any, now: datetime) -> WritePlan:
+               fetch: Any, now: datetime, *, kinds: Any = None) -> WritePlan:
     """Validate ``batch`` and sort its facts into a :class:`WritePlan`.
 
-    ``fetch`` is the store's :meth:`GraphStore.fetch`; it is called once. Raises FactError
-    (nothing written) for the first invalid fact.
+    ``fetch`` is the store's :meth:`GraphStore.fetch`; it is called once, for the batch's
+    entities and relations. ``kinds`` (the store's ``kinds``, optional) looks up only the class
+    of relation ends outside the batch; without it, ``fetch`` reads their full state too.
+    Raises FactError (nothing written) for the first invalid fact.
+
+    The change-log payload is the validated batch plus ``ops``: one letter per entity and per
+    relation, in batch order, saying what the write did with it (``c`` created, ``u`` updated,
+    ``t`` touched: same content, only ``lastSeen`` moved). Derived views use it to apply a
+    creation or a touch from the payload alone.
     """
     batch = validate(batch, onto)
     batch_iris = [e.iri for e in batch.entities]
-    endpoint_iris = {iri for r in batch.relations for iri in (r.start, r.end)}
-    old_entities, old_rels = fetch(
-        list(dict.fromkeys([*batch_iris, *endpoint_iris])), [r.key for r in batch.relations]
-    )
+    in_batch = set(batch_iris)
+    ends = [iri for iri in dict.fromkeys(i for r in batch.relations for i in (r.start, r.end))
+            if iri not in in_batch]
+    rel_keys = [r.key for r in batch.relations]
+    if kinds is None:
+        old_entities, old_rels = fetch([*batch_iris, *ends], rel_keys)
+        known: dict[str, str] = {}
+    else:
+        old_entities, old_rels = fetch(batch_iris, rel_keys)
+        known = kinds(ends) if ends else {}
     plan = WritePlan(now=now)
-    prop_names = [n for n, _ in schema.entity_properties]
-    kinds: dict[str, str] = {iri: s.kind for iri, s in old_entities.items()}
+    known.update((iri, s.kind) for iri, s in old_entities.items())
+    ent_ops = []
     for e in batch.entities:
         old = old_entities.get(e.iri)
         state = _merged(e, old)
         shapes.check_entity(onto, e.iri, state.kind, state.props)
-        kinds[e.iri] = state.kind
+        known[e.iri] = state.kind
         if old is None:
-            plan.create.append(_entity_row(e.iri, state, onto, prop_names, now, now))
+            plan.create.append(_entity_row(e.iri, state, onto, now, now))
             plan.summary.created += 1
+            ent_ops.append("c")
         elif state.content() == old.content():
             plan.touch.append(e.iri)
             plan.summary.unchanged += 1
+            ent_ops.append("t")
         else:
-            plan.update.append(_entity_row(e.iri, state, onto, prop_names, old.first_seen, now))
+            plan.update.append(_entity_row(e.iri, state, onto, old.first_seen, now))
             if old.kind != state.kind:
                 plan.kind_changed[e.iri] = (old.kind, state.kind)
             plan.summary.updated += 1
-    edge_names = [n for n, _ in schema.edge_properties]
+            ent_ops.append("u")
+    rel_ops = []
     for r in batch.relations:
         for end, name in ((r.start, "start"), (r.end, "end")):
-            if end not in kinds:
+            if end not in known:
                 raise FactError(r.ref, f"{name} entity {end} is neither in the store nor in "
                                 "this batch", field=name)
-        shapes.check_relation(onto, r.ref, r.type, kinds[r.start], kinds[r.end])
+        shapes.check_relation(onto, r.ref, r.type, known[r.start], known[r.end])
         old = old_rels.get(r.key)
         state = _merged(r, old)
-        row = {"start": r.start, "end": r.end, **_meta(state), **{
-            n: state.props.get(n) for n in edge_names}}
+        row = {"start": r.start, "end": r.end, **_meta(state), **state.props}
         if old is None:
             row["firstSeen"] = row["lastSeen"] = now
             plan.rel_create.setdefault(r.type, []).append(row)
             plan.summary.relations_created += 1
+            rel_ops.append("c")
         elif state.content() == old.content():
             plan.rel_touch.setdefault(r.type, []).append({"start": r.start, "end": r.end})
             plan.summary.relations_unchanged += 1
+            rel_ops.append("t")
         else:
             row["firstSeen"], row["lastSeen"] = old.first_seen, now
             plan.rel_update.setdefault(r.type, []).append(row)
             plan.summary.relations_updated += 1
-    plan.changelog = json.dumps(batch.to_json(), separators=(",", ":"), sort_keys=True)
+            rel_ops.append("u")
+    doc = batch.to_json()
+    doc["ops"] = {"entities": "".join(ent_ops), "relations": "".join(rel_ops)}
+    plan.changelog = json.dumps(doc, separators=(",", ":"), sort_keys=True)
     return plan
 
 
@@ -221,10 +267,10 @@ def _meta(state: FactState) -> dict[str, Any]:
     return {"source": state.source, "validFrom": state.valid_from, "validTo": state.valid_to}
 
 
-def _entity_row(iri: str, state: FactState, onto: Ontology, prop_names: Sequence[str],
-                first_seen: datetime | None, now: datetime) -> dict[str, Any]:
+def _entity_row(iri: str, state: FactState, onto: Ontology, first_seen: datetime | None,
+                now: datetime) -> dict[str, Any]:
+    """The stored row; absent properties are left out (the stores write them as null)."""
     return {
         "iri": iri, "kind": state.kind, "types": onto.types_of(state.kind), **_meta(state),
-        "firstSeen": first_seen, "lastSeen": now,
-        **{n: state.props.get(n) for n in prop_names},
+        "firstSeen": first_seen, "lastSeen": now, **state.props,
     }
