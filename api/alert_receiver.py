@@ -19,6 +19,7 @@ from typing import Any
 
 from ingest.alertmanager import AlertmanagerReceiver, parse_payload
 from ingest.base import IngestContext, IngestReport, Record, Sink
+from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
 
 MAX_GROUP = 256  # notifications per commit
@@ -34,10 +35,11 @@ class _Job:
 
 class AlertReceiver:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock,
-                 on_alerts: Callable[[list[Record], str], None] | None = None) -> None:
+                 incidents: Callable[[list[Record], str], FactBatch] | None = None) -> None:
         self.kg = kg
         self.guard = guard
-        self.on_alerts = on_alerts  # called with the written records, outside the lock
+        # the incident facts of the received alerts, written in the same transaction
+        self.incidents = incidents
         self.receiver = AlertmanagerReceiver(kg)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="alert-writer", daemon=True)
@@ -92,19 +94,17 @@ class AlertReceiver:
             report = IngestReport("alerts")
             sink = Sink(self.kg, report, batch_size=1_000_000)
             counts = []
-            written: list[tuple[list[Record], str]] = []
             for j in jobs:
                 ctx = IngestContext(self.kg, report, sink, j.scope, None, j.options)
                 recs = self.receiver.records(ctx, j.payload, "alertmanager")
                 for rec in recs:
                     sink.add(rec)
+                if self.incidents is not None and recs:
+                    facts = self.incidents(recs, j.scope)
+                    sink.add(Record("alertmanager", "incidents", list(facts.entities),
+                                    list(facts.relations)), counted=False)
                 counts.append(len(recs))
-                written.append((recs, j.scope))
             sink.flush()
-        if self.on_alerts is not None:
-            bad = {(r.file, r.where) for r in report.rejected}
-            for recs, scope in written:
-                self.on_alerts([r for r in recs if (r.file, r.where) not in bad], scope)
         summary = report.to_json()
         for j, n in zip(jobs, counts, strict=True):
             j.done.set_result({"alerts": n, "group": len(jobs), **{

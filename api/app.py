@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
         state["incidents"] = IncidentWorker(state["kg"], guard).start()
         state["alerts"] = AlertReceiver(
             state["kg"], guard,
-            on_alerts=lambda recs, scope: state["incidents"].observe(alert_refs(recs), scope),
+            incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
         ).start()
         app.state.incidents = state["incidents"]  # for operators' tooling and tests
         try:

@@ -44,6 +44,9 @@ def alert_refs(records: Sequence[Record]) -> list[AlertRef]:
     return out
 
 
+MAX_SYMPTOMS = 500  # the newest firing alerts of an incident that one analysis reads
+
+
 class IncidentWorker:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock, *,
                  config: GroupingConfig | None = None,
@@ -67,32 +70,46 @@ class IncidentWorker:
         self._thread.join(timeout=30)
 
     def observe(self, refs: Sequence[AlertRef], scope: str) -> None:
+        """Group alerts into incidents and write the incident facts."""
+        batch = self.assign(refs, scope)
+        if len(batch):
+            with self.guard:
+                self.kg.write(batch)
+
+    def assign(self, refs: Sequence[AlertRef], scope: str) -> FactBatch:
+        """Group alerts into incidents; the facts to write (the caller writes them, e.g. in
+        the same transaction as the alerts)."""
         with self._lock:
-            touched = {}
+            touched: dict[str, Incident] = {}
+            added: list[tuple[str, AlertRef]] = []
             for ref in refs:
                 inc = self.grouper.add(ref)
                 self.scopes[inc.key] = scope
                 touched[inc.key] = inc
-        if touched:
-            with self.guard:
-                self.kg.write(self._facts(list(touched.values())))
+                added.append((inc.key, ref))
+        return self._facts(list(touched.values()), added)
 
     def iri(self, key: str) -> str:
         return mint_iri(self.scopes.get(key, "default"), "Incident", key,
                         self.kg.settings.iri_base)
 
-    def _facts(self, incidents: Sequence[Incident]) -> FactBatch:
-        ents, rels = [], []
-        for inc in incidents:
-            iri = self.iri(inc.key)
-            ents.append(Entity(iri, "Incident", {
-                "name": inc.group, "groupKey": inc.group, "startTime": inc.started,
-                "incidentStatus": inc.status, "count": len(inc.alerts)}, "reasoning/incidents"))
-            rels += [Relation("partOfIncident", a, iri, source="reasoning/incidents")
-                     for a in inc.alerts]
-            rels += [Relation("affects", iri, a.entity, source="reasoning/incidents")
-                     for a in inc.alerts.values() if a.entity]
-        return FactBatch.of("reasoning/incidents", ents, rels)
+    def _facts(self, incidents: Sequence[Incident],
+               added: Sequence[tuple[str, AlertRef]] = ()) -> FactBatch:
+        """The incidents' own facts, and the relations of the alerts just ``added`` to
+        them (earlier alerts' relations are already in the graph)."""
+        src = "reasoning/incidents"
+        ents = [Entity(self.iri(inc.key), "Incident", {
+            "name": inc.group, "groupKey": inc.group, "startTime": inc.started,
+            "incidentStatus": inc.status, "count": len(inc.alerts)}, src) for inc in incidents]
+        rels: dict[tuple[str, str, str], Relation] = {}
+        for key, ref in added:
+            iri = self.iri(key)
+            rels[("partOfIncident", ref.iri, iri)] = Relation("partOfIncident", ref.iri, iri,
+                                                              source=src)
+            if ref.entity:
+                rels[("affects", iri, ref.entity)] = Relation("affects", iri, ref.entity,
+                                                              source=src)
+        return FactBatch.of(src, ents, rels.values())
 
     def tick(self) -> list[str]:
         """Analyse every incident that is due now; returns their keys (used by tests)."""
@@ -102,9 +119,10 @@ class IncidentWorker:
                    if should_analyse(inc, now, self.grouper.config)[0]]
         done = []
         for inc in due:
+            firing = sorted((a for a in inc.alerts.values() if a.status == "firing"),
+                            key=lambda a: (a.starts_at, a.iri))[-MAX_SYMPTOMS:]
             symptoms = [Symptom(a.entity, a.name, a.starts_at, a.iri, a.definition,
-                                dict(a.labels))
-                        for a in inc.alerts.values() if a.status == "firing"]
+                                dict(a.labels)) for a in firing]
             if not symptoms:
                 continue
             with self.guard:
