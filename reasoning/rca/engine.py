@@ -205,7 +205,8 @@ def analyse(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     chain = _chains(graph.W, inc, [index[str(s.entity)] for s in inc.located], cfg)
     symptom_types = {s.event_type for s in symptoms if s.event_type}
     out: list[Candidate] = []
-    for node, per_symptom in inc.reach.items():
+    explain: dict[str, tuple[int, list[str]]] = {}
+    for node in inc.reach:
         iri = iris[node]
         evs = sorted(inc.by_entity.get(iri, []), key=lambda e: (e.at, e.iri))
         sig, metrics = _signals(graph.W, node, inc, chain)
@@ -215,12 +216,18 @@ def analyse(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
             sig["causal"] = max((causal.get((a, b), 0.0) for a in types for b in symptom_types),
                                 default=0.0)
         contrib = {k: weights.values.get(k, 0.0) * v for k, v in sig.items()}
-        paths = [_path_json(graph, iris, inc.located[s_i], w, p)
-                 for s_i, (w, p) in sorted(per_symptom.items())]
         out.append(Candidate(iri, kinds[node], sum(contrib.values()), sig, contrib,
-                             _hypothesis(graph, per_symptom, node, metrics), paths, evs[:20]))
+                             "", [], evs[:20]))
+        explain[iri] = (node, metrics)
     out.sort(key=lambda c: (-c.score, c.entity))
-    return out[:cfg.max_candidates]
+    top = out[:cfg.max_candidates]
+    for c in top:  # explanations only for the candidates returned
+        node, metrics = explain[c.entity]
+        per_symptom = inc.reach[node]
+        c.paths = [_path_json(graph, iris, inc.located[s_i], w, p)
+                   for s_i, (w, p) in sorted(per_symptom.items())]
+        c.hypothesis = _hypothesis(graph, per_symptom, node, metrics)
+    return top
 
 
 def _signals(W: sp.csr_matrix, node: int, inc: _Incident,
