@@ -28,6 +28,9 @@ class KnowledgeGraph:
     rdf: RdfView
     lock: WriterLock | None = None
     _snapshot: AnalyticSnapshot | None = None
+    # The writer syncs its views after every write it makes, and nothing else writes its
+    # data directory: while this holds, reading the snapshot needs no change-log query.
+    _synced: bool = False
     _closed: bool = False
 
     @classmethod
@@ -58,6 +61,7 @@ class KnowledgeGraph:
 
     def write(self, batch: FactBatch) -> WriteSummary:
         """Upsert a batch into the graph store, then bring the derived views up to date."""
+        self._synced = False
         summary = self.store.upsert(batch)
         self.sync()
         return summary
@@ -66,12 +70,13 @@ class KnowledgeGraph:
         self.rdf.catch_up(self.store)
         if self._snapshot is not None:
             self._snapshot.refresh(self.store)
+        self._synced = self.lock is not None
 
     @property
     def snapshot(self) -> AnalyticSnapshot:
         if self._snapshot is None:
             self._snapshot = AnalyticSnapshot.build(self.store)
-        else:
+        elif not self._synced:
             self._snapshot.refresh(self.store)
         return self._snapshot
 
@@ -91,6 +96,8 @@ class KnowledgeGraph:
 
     def cypher(self, query: str, params: dict[str, Any] | None = None, *,
                write: bool = False) -> QueryResult:
+        if write:
+            self._synced = False
         res = self.store.query(query, params, write=write,
                                timeout_s=self.settings.query_timeout_s,
                                max_rows=self.settings.query_max_rows)
