@@ -1,11 +1,13 @@
 """Incidents behind the webhook: group received alerts, run RCA off the request path.
 
-The receiver hands every written alert to :meth:`IncidentWorker.observe`; a background
+The receiver passes the alerts it writes through :meth:`IncidentWorker.assign` and writes
+the incident facts in the same transaction; a background
 thread ticks once a second, asks :func:`reasoning.incidents.should_analyse` for every open
 incident and runs RCA for those that are due (taking the store lock only while it reads the
 evidence and writes the result). Incidents and their RCA results are facts in the graph
 (``Incident`` with ``partOfIncident`` alerts and ``hasResult``), so ``GET /v1/incidents``
-reads them back after a restart too.
+reads them back after a restart too; the grouping state itself is in memory and starts
+empty after a restart (alerts then open new incidents).
 """
 
 from __future__ import annotations
@@ -68,13 +70,6 @@ class IncidentWorker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-
-    def observe(self, refs: Sequence[AlertRef], scope: str) -> None:
-        """Group alerts into incidents and write the incident facts."""
-        batch = self.assign(refs, scope)
-        if len(batch):
-            with self.guard:
-                self.kg.write(batch)
 
     def assign(self, refs: Sequence[AlertRef], scope: str) -> FactBatch:
         """Group alerts into incidents; the facts to write (the caller writes them, e.g. in

@@ -84,7 +84,7 @@ def incident_key(group: str, started: datetime) -> str:
 
 
 class IncidentGrouper:
-    """Assigns alerts to incidents; state is in memory, rebuilt from the graph on start."""
+    """Assigns alerts to incidents; the state is in memory (not rebuilt after a restart)."""
 
     def __init__(self, config: GroupingConfig | None = None, clock: Clock = now_utc) -> None:
         self.config = config or GroupingConfig()

@@ -42,12 +42,6 @@ class PropagationRule:
     hypothesis: str
     description: str = ""
 
-    def to_fact_props(self) -> dict[str, Any]:
-        return {"name": self.id, "description": self.description, "weight": self.weight,
-                "hypothesis": self.hypothesis, "viaRelation": self.relation,
-                "direction": self.direction, "causeState": self.cause,
-                "effectState": self.effect}
-
 
 def load_rules(onto: Ontology, paths: Iterable[Path] | None = None) -> list[PropagationRule]:
     """Every rule of the YAML files (default: ontology/rules/*.yaml), checked against the
