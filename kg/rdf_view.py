@@ -8,8 +8,19 @@ Mapping (namespace ``cnc:`` of the ontology):
 - a relation: the triple ``<start> cnc:<type> <end>`` while it is valid (no ``validTo``), and
   a statement node ``<relation IRI> a rdf:Statement`` with ``rdf:subject``, ``rdf:predicate``,
   ``rdf:object``, its metadata and edge properties (kept after the relation is retired);
-- the ontology itself in the named graph ``<https://w3id.org/autocnc/ontology>``; queries see
-  the union of all graphs, so ``?x a/rdfs:subClassOf* cnc:ComputeSite`` finds edge sites.
+- the ontology itself in the named graph ``<https://w3id.org/autocnc/ontology>``;
+- entailments that pay (OWL 2 RL rules ``cax-sco`` and ``prp-spo1``), each in the named graph
+  of the rule that produced it, so an inferred triple is marked as such and says why:
+  ``<urn:autocnc:inferred:cax-sco>`` holds ``<x> a <C>`` for every superclass ``C`` of the
+  fact's class (cnc classes and the aligned NORIA-O / SOSA / PROV / TIO ones),
+  ``<urn:autocnc:inferred:prp-spo1>`` holds ``<s> <q> <o>`` for every super-property ``q``
+  of a valid relation's type (``hostedOn`` → ``dependsOn``, ``aboutEntity`` →
+  ``sosa:hasFeatureOfInterest``). Each rule graph is described in ``<urn:autocnc:meta>``
+  (``a cnc:EntailmentRule``, label, comment). Transitive and inverse properties are not
+  materialised: property paths answer them at query time (``cnc:partOf+``), so retiring a
+  fact never leaves a stale closure behind. Queries see the union of all graphs, so
+  ``?x a cnc:ComputeSite`` finds edge sites and ``GRAPH ?rule { ... }`` tells asserted
+  (default graph) from inferred.
 
 The view is derived state: it keeps a watermark (the last change-log sequence applied) and
 catches up from the change log. Each entry's payload says per fact whether the write
@@ -24,7 +35,7 @@ created, updated or touched it (``ops``, see :func:`kg.store.base.plan_write`):
 
 Within one round of entries, the last thing that happened to a fact decides (created then
 touched is written once, with the later lastSeen; anything then updated is read back).
-Quads are written as N-Triples text parsed by Oxigraph (several times faster than building
+Quads are written as N-Quads text parsed by Oxigraph (several times faster than building
 ``Quad`` objects in Python); big rounds go through the bulk loader. Applying an entry again
 gives the same quads, and the watermark moves only after the quads are in, so a crash
 anywhere (between the graph write and the view update, or in the middle of the view
@@ -53,8 +64,26 @@ XSD = "http://www.w3.org/2001/XMLSchema#"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 ONTOLOGY_GRAPH = ox.NamedNode("https://w3id.org/autocnc/ontology")
 META_GRAPH = ox.NamedNode("urn:autocnc:meta")
-WATERMARK = (ox.NamedNode("urn:autocnc:view:rdf"), ox.NamedNode(CNC + "watermark"))
-BULK_LINES = 50_000  # rounds with more N-Triples lines than this use the bulk loader
+_VIEW = ox.NamedNode("urn:autocnc:view:rdf")
+WATERMARK = (_VIEW, ox.NamedNode(CNC + "watermark"))
+# What the view's quads are derived by: the mapping version and the ontology version. A view
+# written by another version is rebuilt on its next catch-up (the ontology decides the
+# entailments).
+VIEW_FORMAT = 2
+_FORMAT = (_VIEW, ox.NamedNode(CNC + "viewFormat"))
+INFERRED = "urn:autocnc:inferred:"
+ENTAILMENT_RULES = {
+    "cax-sco": ("subclass entailment",
+                "OWL 2 RL cax-sco: T(?c1 rdfs:subClassOf ?c2), T(?x rdf:type ?c1) "
+                "-> T(?x rdf:type ?c2), over the transitive subclass hierarchy"),
+    "prp-spo1": ("sub-property entailment",
+                 "OWL 2 RL prp-spo1: T(?p1 rdfs:subPropertyOf ?p2), T(?x ?p1 ?y) "
+                 "-> T(?x ?p2 ?y), over the transitive sub-property hierarchy, for "
+                 "relations while they are valid"),
+}
+_TYPES_GRAPH = ox.NamedNode(INFERRED + "cax-sco")
+_PROPS_GRAPH = ox.NamedNode(INFERRED + "prp-spo1")
+BULK_LINES = 50_000  # rounds with more N-Quads lines than this use the bulk loader
 _DT = {"string": XSD + "string", "integer": XSD + "integer", "double": XSD + "double",
        "boolean": XSD + "boolean", "datetime": XSD + "dateTime"}
 _RDF_TYPE = ox.NamedNode(RDF + "type")
@@ -137,6 +166,12 @@ class RdfView:
         kinds = {n: p.kind for n, p in onto.datatype_properties.items()}
         kinds.update(dict(FACT_META))
         self._kinds = kinds
+        # the N-Quads tails of the inferred quads per class / relation type
+        self._type_tails = {n: [f"{_A} <{t}> <{_TYPES_GRAPH.value}> .\n" for t in c.super_iris]
+                            for n, c in onto.classes.items()}
+        self._prop_supers = {n: [f"<{q}>" for q in p.super_iris]
+                             for n, p in onto.object_properties.items()}
+        self._format = f"{VIEW_FORMAT}/{onto.version}"
 
     @classmethod
     def open(cls, data_dir: Path, onto: Ontology, base: str, *,
@@ -158,9 +193,27 @@ class RdfView:
         return view
 
     def _load_ontology(self) -> None:
+        """The ontology, the entailment rules' descriptions and the view's format."""
         assert self._onto.path is not None
         self._ox.load(path=str(self._onto.path), format=ox.RdfFormat.TURTLE,
                       to_graph=ONTOLOGY_GRAPH)
+        rdfs = "http://www.w3.org/2000/01/rdf-schema#"
+        lines = [f"<{INFERRED}{name}> {_A} <{CNC}EntailmentRule> <{META_GRAPH.value}> .\n"
+                 f"<{INFERRED}{name}> <{rdfs}label> {_nt_literal('string', label)} "
+                 f"<{META_GRAPH.value}> .\n"
+                 f"<{INFERRED}{name}> <{rdfs}comment> {_nt_literal('string', comment)} "
+                 f"<{META_GRAPH.value}> .\n"
+                 for name, (label, comment) in ENTAILMENT_RULES.items()]
+        self._ox.load("".join(lines), format=ox.RdfFormat.N_QUADS)
+        for q in list(self._ox.quads_for_pattern(*_FORMAT, None, META_GRAPH)):
+            self._ox.remove(q)
+        self._ox.add(ox.Quad(*_FORMAT, _literal("string", self._format), META_GRAPH))
+
+    @property
+    def current(self) -> bool:
+        """Whether the view was derived by this version of the mapping and ontology."""
+        return any(cast(ox.Literal, q.object).value == self._format
+                   for q in self._ox.quads_for_pattern(*_FORMAT, None, META_GRAPH))
 
     # -- watermark -------------------------------------------------------------------------
     @property
@@ -179,8 +232,14 @@ class RdfView:
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self, graph: GraphStore, *, limit: int = 50) -> int:
-        """Apply every change newer than the watermark; returns how many were applied."""
+        """Apply every change newer than the watermark; returns how many were applied.
+
+        A view derived by another version of the mapping or the ontology is rebuilt first."""
         applied = 0
+        if not self.current:
+            head = graph.head()
+            self.rebuild(graph)
+            applied = head
         while True:
             entries = graph.changes(self.watermark, limit=limit)
             if not entries:
@@ -212,13 +271,15 @@ class RdfView:
             for q in list(self._ox.quads_for_pattern(subj, None, None, _DG)):
                 if q.predicate == _RDF_TYPE or isinstance(q.object, ox.Literal):
                     self._ox.remove(q)
+            for q in list(self._ox.quads_for_pattern(subj, _RDF_TYPE, None, _TYPES_GRAPH)):
+                self._ox.remove(q)
         for rel, start, end in keys:
             node = ox.NamedNode(relation_iri(rel, start, end, self._base))
             for q in list(self._ox.quads_for_pattern(node, None, None, _DG)):
                 self._ox.remove(q)
             self._ox.remove(ox.Quad(ox.NamedNode(start), ox.NamedNode(CNC + rel),
                                     ox.NamedNode(end), _DG))
-        lines = [*self._state_lines(ents, rels)]
+        lines = [*self._state_lines(ents, rels), *self._reinfer(keys)]
         for iri, step in plan.entities.items():
             if step[0] == "c":
                 f, first, last = step[1:]
@@ -234,6 +295,23 @@ class RdfView:
             elif step[0] == "t":
                 lines.append(self._touch(relation_iri(rel, start, end, self._base), step[1]))
         self._load(lines)
+
+    def _reinfer(self, keys: Iterable[RelKey]) -> list[str]:
+        """Drop the inferred super-property triples between the endpoints of re-read
+        relations, and return those that the relations still asserted there support (the
+        re-read ones add their own when they are still valid)."""
+        pairs = {(start, end) for _, start, end in keys}
+        lines: list[str] = []
+        for start, end in pairs:
+            s, o = ox.NamedNode(start), ox.NamedNode(end)
+            for q in list(self._ox.quads_for_pattern(s, None, o, _PROPS_GRAPH)):
+                self._ox.remove(q)
+            kept = {q.predicate.value[len(CNC):]
+                    for q in self._ox.quads_for_pattern(s, None, o, _DG)
+                    if q.predicate.value.startswith(CNC)}
+            lines.extend(f"<{start}> {sup} <{end}> <{_PROPS_GRAPH.value}> .\n"
+                         for rel in kept for sup in self._prop_supers.get(rel, ()))
+        return lines
 
     def _touch(self, iri: str, at: datetime) -> str:
         """Remove the subject's lastSeen now; return the line of the new one."""
@@ -257,6 +335,8 @@ class RdfView:
     def _fact_lines(self, subj: str, kind: str, props: Mapping[str, Any] | None,
                     meta: Mapping[str, Any]) -> Iterator[str]:
         yield f"{subj} {_A} <{CNC}{kind}> .\n"
+        for tail in self._type_tails.get(kind, ()):
+            yield f"{subj} {tail}"
         yield from self._value_lines(subj, props, meta)
 
     def _relation_lines(self, rel: str, start: str, end: str, props: Mapping[str, Any] | None,
@@ -265,6 +345,8 @@ class RdfView:
         pred = f"<{CNC}{rel}>"
         if meta.get("validTo") is None:
             yield f"<{start}> {pred} <{end}> .\n"
+            for sup in self._prop_supers.get(rel, ()):
+                yield f"<{start}> {sup} <{end}> <{_PROPS_GRAPH.value}> .\n"
         yield (f"{node} {_STMT[0]} .\n{node} {_STMT[1]} <{start}> .\n"
                f"{node} {_STMT[2]} {pred} .\n{node} {_STMT[3]} <{end}> .\n")
         yield from self._value_lines(node, props, meta)
@@ -277,7 +359,8 @@ class RdfView:
                 for name, value in items if value is not None]
 
     def _load(self, lines: list[str]) -> None:
-        """Add N-Triples lines to the default graph (adding a quad twice is harmless)."""
+        """Add N-Quads lines (triples without a graph go to the default graph; adding a
+        quad twice is harmless)."""
         if not lines:
             return
         text = "".join(lines)
@@ -285,9 +368,9 @@ class RdfView:
             if len(lines) > BULK_LINES:
                 # Not transactional; fine here: the watermark moves only after this returns,
                 # and applying the same lines again is idempotent.
-                self._ox.bulk_load(text, format=ox.RdfFormat.N_TRIPLES)
+                self._ox.bulk_load(text, format=ox.RdfFormat.N_QUADS)
             else:
-                self._ox.load(text, format=ox.RdfFormat.N_TRIPLES)
+                self._ox.load(text, format=ox.RdfFormat.N_QUADS)
         except SyntaxError as exc:
             raise QueryError(f"the RDF view refused a fact: {exc}") from exc
 
@@ -305,7 +388,7 @@ class RdfView:
         try:
             result = self._ox.query(sparql, use_default_graph_as_union=True,
                                     substitutions=bindings)
-        except (SyntaxError, ValueError, OSError) as exc:
+        except (SyntaxError, ValueError, OSError, RuntimeError) as exc:
             raise QueryError(str(exc)) from exc
         if form == "ASK":
             return QueryResult(["ask"], [[bool(result)]])

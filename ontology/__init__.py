@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ontology.iri import CNC, DEFAULT_BASE, mint_iri, relation_iri, slug
 
@@ -52,6 +52,8 @@ class ClassInfo:
     comment: str
     parents: tuple[str, ...]
     ancestors: tuple[str, ...]  # every cnc superclass, nearest first, the class itself excluded
+    # every superclass IRI, cnc and aligned (NORIA-O, SOSA, PROV, TIO), the class excluded
+    super_iris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class ObjectProperty:
     parents: tuple[str, ...]
     label: str
     comment: str
+    super_iris: tuple[str, ...] = ()  # every super-property IRI (cnc and aligned), sorted
 
 
 @dataclass(eq=False)  # hashed by identity: loaded once, cached
@@ -143,11 +146,17 @@ def load_ontology(path: Path | None = None) -> Ontology:
                 frontier.extend(parents.get(nxt, []))
         return tuple(seen)
 
+    def supers(node: rdflib.URIRef, pred: rdflib.URIRef) -> tuple[str, ...]:
+        """Every IRI above ``node`` along ``pred`` (transitively), itself excluded."""
+        return tuple(sorted({str(o) for o in graph.transitive_objects(node, pred)
+                             if isinstance(o, rdflib.URIRef) and o != node}))
+
     for name, ps in parents.items():
         iri = CNC + name
         onto.classes[name] = ClassInfo(
             name, iri, text(rdflib.URIRef(iri), RDFS.label),
             text(rdflib.URIRef(iri), RDFS.comment), tuple(ps), ancestors(name),
+            supers(rdflib.URIRef(iri), RDFS.subClassOf),
         )
 
     edge_flag = rdflib.URIRef(CNC + "edgeProperty")
@@ -186,6 +195,7 @@ def load_ontology(path: Path | None = None) -> Ontology:
                 if (n := _local(str(o))) is not None
             )),
             text(s, RDFS.label), text(s, RDFS.comment),
+            supers(cast(rdflib.URIRef, s), RDFS.subPropertyOf),
         )
     clash = set(onto.datatype_properties) & set(onto.object_properties)
     if clash:
