@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +20,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from kg.config import Settings, load_settings
+from api.cli_context import OPTIONS, http, open_graph, server, settings
+from kg.config import Settings
 from kg.errors import AutoCNCError, ConfigError
-from kg.lock import holder
 
 app = typer.Typer(help="AutoCNC: knowledge-graph engine for CNC operations.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -34,7 +33,6 @@ app.add_typer(query_app, name="query")
 app.add_typer(ingest_app, name="ingest")
 console = Console()
 err = Console(stderr=True)
-_settings: dict[str, Any] = {}
 
 
 @app.callback()
@@ -49,47 +47,15 @@ def main_options(
     config: Annotated[Path | None, typer.Option(help="YAML config file "
                                                 "[env AUTOCNC_CONFIG]")] = None,
 ) -> None:
-    _settings.update(config_file=config, data_dir=data_dir, store=store, neo4j_uri=neo4j_uri,
+    OPTIONS.update(config_file=config, data_dir=data_dir, store=store, neo4j_uri=neo4j_uri,
                      neo4j_user=neo4j_user, neo4j_password=neo4j_password,
                      neo4j_database=neo4j_database)
-
-
-def settings() -> Settings:
-    opts = dict(_settings)
-    return load_settings(opts.pop("config_file", None), **opts)
-
-
-def _server(s: Settings) -> dict[str, Any] | None:
-    info = holder(s.data_dir)
-    return info if info and info.get("url") else None
-
-
-def _http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
-    import httpx
-
-    headers = kwargs.pop("headers", {})
-    if os.environ.get("AUTOCNC_API_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['AUTOCNC_API_TOKEN']}"
-    resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600, **kwargs)
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise AutoCNCError(f"server {info['url']} answered {resp.status_code}: {detail}")
-    return resp
-
-
-def _open(writer: bool) -> Any:
-    from kg.graph import KnowledgeGraph
-
-    return KnowledgeGraph.open(settings(), writer=writer)
 
 
 @app.command()
 def init() -> None:
     """Create an empty store (graph store + RDF view) with the ontology loaded."""
-    kg = _open(writer=True)
+    kg = open_graph(writer=True)
     try:
         h = kg.health()
     finally:
@@ -109,12 +75,12 @@ def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact ba
         doc = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise AutoCNCError(f"cannot read {file}: {exc}") from exc
-    if (info := _server(s)) is not None:
-        result = _http(info, "POST", "/v1/facts", json=doc).json()
+    if (info := server(s)) is not None:
+        result = http(info, "POST", "/v1/facts", json=doc).json()
         console.print(f"written through the server at {info['url']}: {result}")
         return
     batch = FactBatch.from_json(doc, base=s.iri_base)
-    kg = _open(writer=True)
+    kg = open_graph(writer=True)
     try:
         summary = kg.write(batch)
     finally:
@@ -190,14 +156,14 @@ def query_cypher(
         except ValueError:
             params[name] = value
     s = settings()
-    if (info := _server(s)) is not None:
+    if (info := server(s)) is not None:
         if write:
             raise AutoCNCError("the server holds the store; --write is refused while it runs")
-        body = _http(info, "POST", "/v1/cypher", json={"query": query, "parameters": params})
+        body = http(info, "POST", "/v1/cypher", json={"query": query, "parameters": params})
         res = body.json()
         _emit(res["columns"], res["rows"], format, res["truncated"])
         return
-    kg = _open(writer=write)
+    kg = open_graph(writer=write)
     try:
         r = kg.cypher(query, params, write=write)
     finally:
@@ -209,10 +175,10 @@ def query_cypher(
 def query_sparql(query: str, format: Format = "table") -> None:
     """Run a SPARQL 1.1 query on the RDF view (read-only)."""
     s = settings()
-    if (info := _server(s)) is not None:
-        res = _http(info, "POST", "/v1/sparql", content=query.encode(),
-                    headers={"Content-Type": "application/sparql-query",
-                             "Accept": "application/sparql-results+json"}).json()
+    if (info := server(s)) is not None:
+        res = http(info, "POST", "/v1/sparql", content=query.encode(),
+                   headers={"Content-Type": "application/sparql-query",
+                            "Accept": "application/sparql-results+json"}).json()
         if "boolean" in res:
             _emit(["ask"], [[res["boolean"]]], format, False)
             return
@@ -220,7 +186,7 @@ def query_sparql(query: str, format: Format = "table") -> None:
         rows = [[b.get(c, {}).get("value") for c in cols] for b in res["results"]["bindings"]]
         _emit(cols, rows, format, False)
         return
-    kg = _open(writer=False)
+    kg = open_graph(writer=False)
     try:
         r = kg.sparql(query)
     finally:
@@ -232,10 +198,10 @@ def query_sparql(query: str, format: Format = "table") -> None:
 def reindex() -> None:
     """Rebuild the derived views (RDF view, snapshot) from the graph store, from zero."""
     s = settings()
-    if (info := _server(s)) is not None:
-        console.print(_http(info, "POST", "/v1/reindex").json())
+    if (info := server(s)) is not None:
+        console.print(http(info, "POST", "/v1/reindex").json())
         return
-    kg = _open(writer=True)
+    kg = open_graph(writer=True)
     try:
         kg.reindex()
         console.print(kg.health())
@@ -247,10 +213,10 @@ def reindex() -> None:
 def status() -> None:
     """Show the store, the change-log head and each derived view's lag."""
     s = settings()
-    if (info := _server(s)) is not None:
-        console.print(_http(info, "GET", "/healthz").json())
+    if (info := server(s)) is not None:
+        console.print(http(info, "GET", "/healthz").json())
         return
-    kg = _open(writer=False)
+    kg = open_graph(writer=False)
     try:
         console.print(kg.health())
     finally:
@@ -319,8 +285,8 @@ def rca(
     else:
         body["incident"] = incident
     s = settings()
-    if (info := _server(s)) is not None:
-        result = _http(info, "POST", "/v1/rca", json=body).json()
+    if (info := server(s)) is not None:
+        result = http(info, "POST", "/v1/rca", json=body).json()
     else:
         result = _rca_local(s, body)
     if format == "json":
@@ -343,7 +309,7 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
     from kg.facts import utc
     from reasoning.rca import RCAService
 
-    kg = _open(writer=bool(body["store"]))
+    kg = open_graph(writer=bool(body["store"]))
     try:
         svc = RCAService(kg)
         if "alerts" in body:

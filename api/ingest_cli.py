@@ -21,23 +21,6 @@ from kg.facts import utc
 console = Console(stderr=True)
 
 
-class RichProgress:
-    """The ingest progress protocol on a Rich progress bar (stderr)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._p = progress
-        self._task: Any = None
-
-    def start(self, total: int | None, description: str) -> None:
-        if self._task is not None:
-            self._p.remove_task(self._task)
-        self._task = self._p.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self._task is not None:
-            self._p.advance(self._task, n)
-
-
 def parse_options(option: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else as text."""
     out: dict[str, Any] = {}
@@ -113,7 +96,7 @@ def make_command(kind: str, helptext: str) -> Any:
         as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")
                            ] = False,
     ) -> None:
-        from api.cli import _http, _open, _server, settings
+        from api.cli_context import RichProgress, http, open_graph, server, settings
         from ingest import inputs_for, run_ingest
 
         opts = parse_options(option)
@@ -126,20 +109,20 @@ def make_command(kind: str, helptext: str) -> Any:
         if not inputs:
             raise AutoCNCError(f"no {kind} input found in {', '.join(paths)}")
         s = settings()
-        if (info := _server(s)) is not None:
+        if (info := server(s)) is not None:
             reports = []
             for inp in inputs:
                 params = {"scope": scope, "name": inp.name, "dry_run": str(dry_run).lower(),
                           "as_of": when.isoformat() if when else
                           (m.isoformat() if (m := inp.mtime()) else None),
                           "options": json.dumps(opts) if opts else None}
-                resp = _http(info, "POST", f"/v1/ingest/{kind}", content=inp.read_bytes(),
-                             params={k: v for k, v in params.items() if v is not None},
-                             headers={"Content-Type": "application/octet-stream"})
+                resp = http(info, "POST", f"/v1/ingest/{kind}", content=inp.read_bytes(),
+                            params={k: v for k, v in params.items() if v is not None},
+                            headers={"Content-Type": "application/octet-stream"})
                 reports.append(resp.json())
             report = merge_reports(reports)
         else:
-            kg = _open(writer=True)
+            kg = open_graph(writer=True)
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(),
                               MofNCompleteColumn(), TimeElapsedColumn(), console=console,

@@ -77,7 +77,7 @@ def recommend(
 ) -> None:
     """Recommend runbooks and remediation policies for an incident, an alert or a problem
     described in words, each with its score and reasons (docs/recommend.md)."""
-    from api.cli import _http, _open, _server, settings
+    from api.cli_context import http, open_graph, server, settings
 
     given = [x for x in (text, incident, alert) if x is not None]
     if len(given) != 1:
@@ -91,12 +91,12 @@ def recommend(
     else:
         body["text"] = text
     s = settings()
-    if (info := _server(s)) is not None:
-        result = _http(info, "POST", "/v1/recommendations", json=body).json()
+    if (info := server(s)) is not None:
+        result = http(info, "POST", "/v1/recommendations", json=body).json()
     else:
         from reasoning.recommend import Recommender, from_alerts, from_incident, from_text
 
-        kg = _open(writer=False)
+        kg = open_graph(writer=False)
         try:
             if incident:
                 query = from_incident(kg, incident)
@@ -132,14 +132,14 @@ def feedback(
 ) -> None:
     """Record a confirmed root cause and/or the outcome of an applied recommendation; the
     ranking learns from it at once."""
-    from api.cli import _http, _open, _server, settings
+    from api.cli_context import http, open_graph, server, settings
 
     body = {"incident": incident, "rootCause": root_cause, "accepted": not rejected,
             "recommendation": recommendation, "succeeded": succeeded, "agent": agent,
             "comment": comment, "context": context or [], "scope": scope}
     s = settings()
-    if (info := _server(s)) is not None:
-        console.print(_http(info, "POST", "/v1/feedback", json=body).json())
+    if (info := server(s)) is not None:
+        console.print(http(info, "POST", "/v1/feedback", json=body).json())
         return
     from reasoning.recommend import FeedbackInput, Recommender
 
@@ -154,7 +154,7 @@ def feedback(
                                    agent, comment, tuple(context or ()), scope))
     if not items:
         raise AutoCNCError("give --root-cause and/or --recommendation")
-    kg = _open(writer=True)
+    kg = open_graph(writer=True)
     try:
         rec = Recommender(kg, embed=False)
         for fb in items:
@@ -175,7 +175,7 @@ def policies(
 ) -> None:
     """Load remediation policies (YAML, docs/recommend.md) as the complete policy set of
     the scope; invalid fields are listed by JSON pointer and nothing is written."""
-    from api.cli import _http, _open, _server, settings
+    from api.cli_context import http, open_graph, server, settings
     from reasoning.recommend.policies import (
         POLICY_DIR,
         PolicyScopes,
@@ -185,18 +185,18 @@ def policies(
 
     parsed = read_policies(paths or [POLICY_DIR])
     s = settings()
-    if (info := _server(s)) is not None:
+    if (info := server(s)) is not None:
         reports = []
         for name, _ in parsed:
             params = {k: v for k, v in (("scope", scope), ("runbooks_scope", runbooks_scope),
                                         ("alerts_scope", alerts_scope), ("name", name))
                       if v is not None}
-            reports.append(_http(info, "POST", "/v1/policies", params=params,
-                                 content=Path(name).read_bytes(),
-                                 headers={"Content-Type": "application/yaml"}).json())
+            reports.append(http(info, "POST", "/v1/policies", params=params,
+                                content=Path(name).read_bytes(),
+                                headers={"Content-Type": "application/yaml"}).json())
         report: Any = reports
     else:
-        kg = _open(writer=True)
+        kg = open_graph(writer=True)
         try:
             report = apply_policies(kg, parsed, PolicyScopes(scope, runbooks_scope,
                                                              alerts_scope)).to_json()
@@ -220,19 +220,18 @@ def train(
     """Train the knowledge-graph embeddings (RotatE; InductiveNodePiece, which embeds new
     entities without retraining) and the root-cause GNN (on confirmed root causes); each
     is saved as a new version with its training metadata in <data dir>/models."""
-    from api.cli import _http, _open, _server, settings
-    from api.ingest_cli import RichProgress
+    from api.cli_context import RichProgress, http, open_graph, server, settings
 
     models = model or ["rotate", "nodepiece", "gnn"]
     s = settings()
-    if (info := _server(s)) is not None:
-        result = _http(info, "POST", "/v1/models/train",
-                       json={"models": models, "refresh": refresh, "epochs": epochs}).json()
+    if (info := server(s)) is not None:
+        result = http(info, "POST", "/v1/models/train",
+                      json={"models": models, "refresh": refresh, "epochs": epochs}).json()
         summaries = result["models"]
     else:
         from reasoning.embeddings.train import train_models
 
-        kg = _open(writer=False)
+        kg = open_graph(writer=False)
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=err,

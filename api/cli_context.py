@@ -1,0 +1,72 @@
+"""What every ``autocnc`` command shares: the global options, and where writes go.
+
+Writes go to the process that holds the data directory's writer lock: when ``autocnc serve``
+runs, commands send their work to its API (:func:`server`, :func:`http`); otherwise they
+open the stores themselves (:func:`open_graph`, read-only for reads).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rich.progress import Progress
+
+from kg.config import Settings, load_settings
+from kg.errors import AutoCNCError
+from kg.lock import holder
+
+# The global options of the command line (set by its callback before any command runs).
+OPTIONS: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    """The settings from the global options, the environment and the config file."""
+    opts = dict(OPTIONS)
+    return load_settings(opts.pop("config_file", None), **opts)
+
+
+def server(s: Settings) -> dict[str, Any] | None:
+    info = holder(s.data_dir)
+    return info if info and info.get("url") else None
+
+
+def http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    headers = kwargs.pop("headers", {})
+    if os.environ.get("AUTOCNC_API_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['AUTOCNC_API_TOKEN']}"
+    resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600, **kwargs)
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        raise AutoCNCError(f"server {info['url']} answered {resp.status_code}: {detail}")
+    return resp
+
+
+def open_graph(writer: bool) -> Any:
+    from kg.graph import KnowledgeGraph
+
+    return KnowledgeGraph.open(settings(), writer=writer)
+
+
+
+
+class RichProgress:
+    """The ingest progress protocol on a Rich progress bar (stderr)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._task: Any = None
+
+    def start(self, total: int | None, description: str) -> None:
+        if self._task is not None:
+            self._p.remove_task(self._task)
+        self._task = self._p.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._p.advance(self._task, n)
