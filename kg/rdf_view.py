@@ -411,6 +411,10 @@ class RdfView:
                 rows.append(list(row) if terms else [_python(t) for t in row])
         except OSError as exc:
             raise QueryError(str(exc)) from exc
+        finally:
+            # Oxigraph's result iterators may only be dropped on the thread that made them;
+            # an exception's traceback would otherwise keep them alive into another thread.
+            del result, rows_iter
         return QueryResult(columns, rows, truncated)
 
     def close(self) -> None:
