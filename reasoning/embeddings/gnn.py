@@ -1,19 +1,21 @@
 """A graph neural network (PyTorch Geometric) that scores root-cause likelihood.
 
-Input: the candidates of one RCA — each with the RCA engine's signals (propagation,
-coverage, anomaly, root, temporal, logs, causal; the names are kept in the model's
-metadata) — and the relations among them in the analytic snapshot. Node features are those
-signals, the candidate's coarse class (one-hot over :data:`KIND_GROUPS`) and its log degree.
-Two GraphSAGE layers let each candidate see its neighbours' evidence (a node whose
-dependencies are all anomalous is less likely the root than the dependency itself), and a
-linear head gives a logit per candidate. Training is listwise: a softmax over the
-candidates of an incident, cross-entropy on the confirmed root cause(s).
+Input: the candidates of one RCA — each with the RCA engine's signals
+(:data:`reasoning.rca.engine.SIGNALS`; the names are kept in the model's metadata, so a
+model trained on fewer signals still loads) — and the relations among them in the analytic
+snapshot. Node features are those signals, the candidate's coarse class (one-hot over
+:data:`KIND_GROUPS`) and its log degree. Two GraphSAGE layers let each candidate see its
+neighbours' evidence (a node whose dependencies are all anomalous is less likely the root
+than the dependency itself), and a linear head over the convolved and the raw features
+gives a logit per candidate. Training is listwise: a softmax over the candidates of an
+incident, cross-entropy on the confirmed root cause(s).
 
 Labelled cases come from confirmed root causes in feedback (:func:`feedback_cases`: the
 incident's symptoms are analysed again to get its candidates) and from labelled benchmark
 cases the caller builds with :func:`case_from_candidates` — the train split of the RCA
-benchmark only, never its test split. :func:`gnn_scores` is the signal RCA can fuse; it
-is off unless a measured ablation shows it helps (docs/recommend.md).
+benchmark only, never its test split. :func:`gnn_scores` is the score RCA fuses as its
+``gnn`` signal (:mod:`reasoning.rca.learned`); it is off by default because the measured
+ablation does not show it helping (docs/rca.md, "Learned signals").
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from kg.facts import now_utc
 from reasoning.embeddings.store import ModelStore, library_versions
+from reasoning.rca.engine import SIGNALS
 
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
@@ -39,7 +42,8 @@ MODEL_NAME = "rca-gnn"
 KIND_GROUPS = ("Pod", "Container", "Workload", "KubernetesNode", "KubernetesCluster",
                "ComputeNode", "Accelerator", "Service", "Application", "NetworkLink",
                "NetworkNode", "ComputeSite")
-BASE_SIGNALS = ("propagation", "coverage", "anomaly", "root", "temporal", "logs", "causal")
+# what a model is trained on unless told otherwise: every signal of the RCA engine
+BASE_SIGNALS: tuple[str, ...] = SIGNALS
 
 
 @dataclass
@@ -52,6 +56,15 @@ class LabelledCase:
     degrees: np.ndarray
     edges: list[tuple[int, int]]
     positives: set[int] = field(default_factory=set)
+
+    def subset(self, keep: Sequence[int]) -> LabelledCase:
+        """The case restricted to the candidates ``keep`` (indices, in that order) — e.g. the
+        top of a ranking, as RCA returns it — with the relations among them."""
+        new = {old: i for i, old in enumerate(keep)}
+        return LabelledCase([self.candidates[i] for i in keep], self.signals[list(keep)],
+                            [self.kinds[i] for i in keep], self.degrees[list(keep)],
+                            [(new[a], new[b]) for a, b in self.edges if a in new and b in new],
+                            {new[p] for p in self.positives if p in new})
 
 
 def kind_group(kind: str, onto: Ontology) -> int:
