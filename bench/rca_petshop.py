@@ -71,8 +71,6 @@ reused). About 5-8 minutes on 2 shared cores, nearly all of it ingest.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shutil
 import sys
@@ -88,11 +86,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest import run_ingest  # noqa: E402
-from ingest.base import Input  # noqa: E402
+from petshop_data import (  # noqa: E402
+    PETSHOP,
+    SCENARIOS,
+    Case,
+    graph_nodes,
+    ingest_case,
+    load_cases,
+)
+
 from kg.config import load_settings  # noqa: E402
 from kg.graph import KnowledgeGraph  # noqa: E402
-from ontology import mint_iri  # noqa: E402
 from reasoning.rca import RCAService  # noqa: E402
 from reasoning.rca.engine import SIGNALS, Candidate, RCAConfig, Weights, rank_of  # noqa: E402
 from reasoning.rca.learned import LearnedSettings, apply_learned  # noqa: E402
@@ -110,137 +114,11 @@ try:
 except ImportError:  # the [ml] extra: the learned signals are skipped
     case_from_candidates = None  # type: ignore[assignment]
 
-PETSHOP = ROOT.parent / "shared" / "data" / "petshop" / "dataset"
-SCENARIOS = ("low_traffic", "high_traffic", "temporal_traffic1", "temporal_traffic2")
-REFERENCE_FALLBACK = "low_traffic"  # normal period for scenarios without their own
 LOOKBACK = timedelta(minutes=30)  # the engine's default evidence window before the alert
 AFTER = timedelta(minutes=5)
 BASELINE_BEFORE = timedelta(minutes=10)  # the baseline's window: the issue's first rows
 INGESTED_MARK = "petshop-ingested.json"
 DETECTOR: dict[str, Any] = {"min_rel_scale": 0.001}
-
-
-@dataclass(frozen=True)
-class Case:
-    scenario: str
-    split: str
-    issue: str
-    dir: Path
-    target_metric: str
-    target_node: str
-    target_stat: str
-    at: datetime
-    truth: str
-
-    @property
-    def scope(self) -> str:
-        return f"petshop/{self.scenario}/{self.split}/{self.issue}"
-
-    @property
-    def family(self) -> str:
-        return self.scenario.rstrip("0123456789")
-
-    @property
-    def name(self) -> str:
-        return f"{self.scenario}/{self.split}/{self.issue}"
-
-    def iri(self, node: str) -> str:
-        return mint_iri(self.scope, "Service", node)
-
-
-def load_cases(root: Path) -> list[Case]:
-    """The issues of every scenario, train then test, by issue number."""
-    cases = []
-    for sc in SCENARIOS:
-        for split in ("train", "test"):
-            issues = sorted((root / sc / split).iterdir(), key=lambda p: int(p.name.split("_")[1]))
-            for d in issues:
-                t = json.loads((d / "target.json").read_text())
-                cases.append(Case(sc, split, d.name, d, t["target"]["metric"],
-                                  t["target"]["node"], t["target"]["agg"],
-                                  datetime.fromtimestamp(t["target"]["timestamp"], UTC),
-                                  t["root_cause"]["node"]))
-    return cases
-
-
-# -- conversion into the documented ingest formats ------------------------------------------
-
-def dependency_csv(graph_csv: Path) -> bytes:
-    """The adjacency matrix as a dependency CSV (``caller,callee``)."""
-    rows = list(csv.reader(io.StringIO(graph_csv.read_text())))
-    callees = rows[0][1:]
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["caller", "callee"])
-    for row in rows[1:]:
-        for callee, cell in zip(callees, row[1:], strict=True):
-            if cell.strip() not in ("", "0", "0.0"):
-                w.writerow([row[0], callee])
-    return out.getvalue().encode()
-
-
-def window_times(metrics_csv: Path) -> list[float]:
-    """The Unix times of a PetShop metrics file's rows."""
-    lines = metrics_csv.read_text().splitlines()[4:]
-    return [float(line.split(",", 1)[0]) for line in lines if line.strip()]
-
-
-def reference_csv(normal_csv: Path, first_ts: float, step: float, rows: int) -> bytes:
-    """The last ``rows`` rows of a normal period, re-timed to end one ``step`` before
-    ``first_ts`` (PetShop wide CSV, header kept)."""
-    lines = normal_csv.read_text().splitlines()
-    header, data = lines[:4], [ln for ln in lines[4:] if ln.strip()][-rows:]
-    start = first_ts - step * len(data)
-    body = [f"{start + i * step:.1f},{ln.split(',', 1)[1]}" for i, ln in enumerate(data)]
-    return ("\n".join(header + body) + "\n").encode()
-
-
-def alert_payload(case: Case) -> dict[str, Any]:
-    """The SLO violation as an Alertmanager v4 webhook notification."""
-    labels = {"alertname": "SLOViolation", "service": case.target_node,
-              "slo_metric": case.target_metric, "statistic": case.target_stat,
-              "severity": "critical"}
-    alert = {"status": "firing", "labels": labels,
-             "annotations": {"summary": f"{case.target_node} {case.target_metric} "
-                                        f"({case.target_stat}) violates its SLO"},
-             "startsAt": case.at.isoformat().replace("+00:00", "Z"),
-             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
-             "fingerprint": f"slo-{case.scenario}-{case.split}-{case.issue}"}
-    return {"version": "4", "groupKey": f"{{}}:{{alertname=\"SLOViolation\"}}:{case.scope}",
-            "status": "firing", "receiver": "autocnc", "groupLabels": {},
-            "commonLabels": labels, "commonAnnotations": {}, "externalURL": "",
-            "alerts": [alert]}
-
-
-def reference_for(root: Path, case: Case) -> Path:
-    own = root / case.scenario / "noissue" / "metrics.csv"
-    return own if own.exists() else root / REFERENCE_FALLBACK / "noissue" / "metrics.csv"
-
-
-def ingest_case(kg: KnowledgeGraph, root: Path, case: Case, reference_rows: int,
-                detector: dict[str, Any]) -> dict[str, int]:
-    """Topology, normal reference, issue metrics and the alert of one issue."""
-    scope = case.scope
-    counts: dict[str, int] = {}
-    reports = [run_ingest(kg, "topology", [Input.of_bytes(
-        "graph.csv", dependency_csv(root / case.scenario / "graph.csv"))], scope=scope,
-        as_of=case.at - timedelta(days=1))]
-    times = window_times(case.dir / "metrics.csv")
-    step = min(b - a for a, b in zip(times, times[1:], strict=False))
-    ref = reference_csv(reference_for(root, case), times[0], step, reference_rows)
-    reports.append(run_ingest(kg, "metrics", [Input.of_bytes("reference.csv", ref)],
-                              scope=scope, options=detector))
-    reports.append(run_ingest(kg, "metrics", [Input.file(case.dir / "metrics.csv")],
-                              scope=scope, options=detector))
-    reports.append(run_ingest(kg, "alerts", [Input.of_bytes(
-        "alert.json", json.dumps(alert_payload(case)).encode())], scope=scope,
-        options={"format": "alertmanager"}))
-    for rep in reports:
-        if rep.rejected:
-            raise SystemExit(f"{case.name}: {rep.kind} rejected {rep.rejected[:3]}")
-        for k, v in rep.counts.items():
-            counts[k] = counts.get(k, 0) + v
-    return counts
 
 
 # -- the method and the baseline ------------------------------------------------------------
@@ -484,7 +362,7 @@ def rank_all(kg: KnowledgeGraph, svc: RCAService, cases: Sequence[Case], root: P
              ) -> list[Outcome]:
     """Every issue through ``svc``, the baseline, and each learned-signal variant (the
     service's candidates re-ranked by ``apply_learned``)."""
-    nodes = {sc: _graph_nodes(root / sc / "graph.csv") for sc in SCENARIOS}
+    nodes = {sc: graph_nodes(root / sc / "graph.csv") for sc in SCENARIOS}
     outcomes = []
     for case in cases:
         cands, _ = analyse(svc, case)
@@ -598,10 +476,6 @@ def print_targets(test: Sequence[Outcome]) -> None:
     print(f"\ntargets on the test split: top-1 {t1:.3f} (>= 0.75: {t1 >= 0.75}), "
           f"top-3 {t3:.3f} (>= 0.95: {t3 >= 0.95}), above the baseline in every family "
           f"at top-1 and top-3 (equal counts only at 1.000): {above}")
-
-
-def _graph_nodes(graph_csv: Path) -> list[str]:
-    return next(csv.reader(io.StringIO(graph_csv.read_text())))[1:]
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Ingest benchmark: records/s per source, end to end into the graph (durable, views caught up),
 and the Alertmanager receiver driven over HTTP from another process.
 
-    python bench/ingest.py [--sources topology,alerts,runbooks,logs,metrics] [--receiver-seconds 60]
-                           [--concurrency 32] [--store embedded]
+    python bench/ingest_sources.py [--sources topology,alerts,runbooks,logs,metrics]
+                                   [--receiver-seconds 60] [--concurrency 32]
+                                   [--store embedded]
 
 Per source: the real data in ../shared/data through ``ingest.run_ingest`` into a fresh store
 (records as the source counts them: manifest documents, GraphML nodes/edges, CSV rows, rules,
@@ -34,9 +35,7 @@ from pathlib import Path
 
 import httpx
 
-# Run as a script, this file's folder comes first on sys.path and this module would shadow
-# the `ingest` package it measures.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest import inputs_for, run_ingest  # noqa: E402
 from kg.config import load_settings  # noqa: E402
