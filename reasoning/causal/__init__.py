@@ -18,7 +18,7 @@ from reasoning.causal.events import (
     write_topology_csv,
 )
 from reasoning.causal.graph import events_from_graph, store_edges, topology_from_graph
-from reasoning.causal.learn import METHOD, CausalEdge, LearnConfig, learn
+from reasoning.causal.learn import METHOD, CausalEdge, LearnConfig, learn, select_edges
 
 __all__ = [
     "METHOD",
@@ -31,6 +31,7 @@ __all__ = [
     "learn",
     "read_events_csv",
     "read_topology_csv",
+    "select_edges",
     "store_edges",
     "topology_from_graph",
     "write_events_csv",

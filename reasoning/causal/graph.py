@@ -11,7 +11,10 @@
   ``mint_iri(scope, "CausalEdge", "{cause}->{effect}")``; ``confidence``, ``support``,
   ``weight``, ``lagSeconds``, ``viaRelation``, ``method``) with ``causeType`` and
   ``effectType`` relations to the event types, plus the short form ``cause -causes-> effect``
-  carrying the same numbers. Event types named by IRI are referenced as they are; plain names
+  carrying the same numbers. An indirect ("leads to") edge is a ``CausalEdge`` too, with
+  ``method`` ``{METHOD}/leads-to``, its path in ``name`` (``a => b => c``) and the hops'
+  channels in ``viaRelation``, but without the short form: ``causes`` is a direct link.
+  Event types named by IRI are referenced as they are; plain names
   are minted as entities of ``type_class`` (e.g. ``AlarmType``) in the scope. Edges of an
   earlier run of the same scope that were not learned again are retired (``validTo``), never
   deleted; storing the same edges again changes nothing but ``lastSeen``.
@@ -28,6 +31,8 @@ from kg.store import WriteSummary
 from ontology import mint_iri
 from reasoning.causal.events import EventTable, Topology
 from reasoning.causal.learn import METHOD, CausalEdge
+
+LEADS_TO_METHOD = f"{METHOD}/leads-to"  # the `method` of indirect ("leads to") edges
 
 EVENT_CLASSES = ("Alert", "Alarm", "Anomaly", "LogEvent")
 
@@ -76,6 +81,7 @@ def store_edges(kg: KnowledgeGraph, edges: Sequence[CausalEdge], *, scope: str,
     entities: dict[str, Entity] = {}
     relations: list[Relation] = []
     current: set[str] = set()
+    indirect: set[str] = set()
 
     def type_iri(name: str) -> str:
         if "://" in name:
@@ -90,27 +96,35 @@ def store_edges(kg: KnowledgeGraph, edges: Sequence[CausalEdge], *, scope: str,
         current.add(iri)
         numbers = {"confidence": round(e.confidence, 6), "support": e.support,
                    "weight": round(e.weight, 6), "lagSeconds": round(e.lag_seconds, 3)}
+        direct = e.kind == "direct"
+        name = (f"{_label(e.cause)} -> {_label(e.effect)}" if direct else
+                " => ".join(_label(t) for t in e.path or (e.cause, e.effect)))
         entities[iri] = Entity(iri, "CausalEdge", {
-            **numbers, "viaRelation": e.via, "method": METHOD,
-            "name": f"{_label(e.cause)} -> {_label(e.effect)}"})
-        relations += [Relation("causeType", iri, cause), Relation("effectType", iri, effect),
-                      Relation("causes", cause, effect, numbers)]
+            **numbers, "viaRelation": e.via, "method": METHOD if direct else LEADS_TO_METHOD,
+            "name": name})
+        relations += [Relation("causeType", iri, cause), Relation("effectType", iri, effect)]
+        if direct:  # `causes` is the direct link; an indirect edge has no short form
+            relations.append(Relation("causes", cause, effect, numbers))
+        else:
+            indirect.add(iri)
     retired_at = utc(as_of) if as_of else None
-    for iri, cause, effect in _stored_edges(kg, source):
-        if iri in current:
+    for iri, cause, effect, method in _stored_edges(kg, source):
+        if iri in current and not (iri in indirect and method == METHOD):
             continue
         when = retired_at or now_utc()
-        entities[iri] = Entity(iri, "CausalEdge", {}, valid_to=when)
-        relations.append(Relation("causes", cause, effect, {}, valid_to=when))
+        if iri not in current:
+            entities[iri] = Entity(iri, "CausalEdge", {}, valid_to=when)
+        if method == METHOD:  # it had the direct short form: retire that too
+            relations.append(Relation("causes", cause, effect, {}, valid_to=when))
     return kg.write(FactBatch.of(source, entities.values(), relations))
 
 
-def _stored_edges(kg: KnowledgeGraph, source: str) -> list[tuple[str, str, str]]:
+def _stored_edges(kg: KnowledgeGraph, source: str) -> list[tuple[str, str, str, str]]:
     res = kg.store.query(
         "MATCH (c:Entity)-[:causeType]->(a:Entity) MATCH (c)-[:effectType]->(b:Entity) "
-        "WHERE c.source = $source AND c.validTo IS NULL RETURN c.iri, a.iri, b.iri",
+        "WHERE c.source = $source AND c.validTo IS NULL RETURN c.iri, a.iri, b.iri, c.method",
         {"source": source}, max_rows=1_000_000)
-    return [(str(c), str(a), str(b)) for c, a, b in res.rows]
+    return [(str(c), str(a), str(b), str(m)) for c, a, b, m in res.rows]
 
 
 def _label(name: str) -> str:

@@ -10,8 +10,14 @@ Method (docs/causal.md has the reasoning and the calibration):
    posterior probability, ``1 / (1 + exp(-(dLL - penalty/2 * df * log n_j)))``, exceeds 1/2
    (``df`` = channels x scales, ``n_j`` = events of type ``j``) and at least
    ``min_support`` effect events are attributed to it.
-3. Optionally (``acyclic``) keep only the stronger direction of a pair found both ways:
-   causal knowledge between event types is read as a DAG, as in THP and the expert graphs.
+3. Optionally (``acyclic``) make the edges a DAG: causal knowledge between event types is
+   read as a DAG, as in THP and the expert graphs. ``orientation="order"`` (default) finds a
+   global causal order of the types from the gains of all tested pairs
+   (:mod:`reasoning.causal.order`) and keeps the edges that agree with it;
+   ``orientation="pair"`` only keeps the stronger direction of a pair found both ways.
+4. Optionally (``leads_to``, with the order) add the *indirect* edges of the DAG: a cause
+   that reaches an effect only through other learned edges "leads to" it. Such an edge has
+   ``kind="indirect"``, its ``path`` of types, and the product of the path's confidences.
 
 Every returned edge carries its confidence (that posterior), support (effect events
 attributed to the cause type), weight (expected effect events per cause event and
@@ -29,6 +35,7 @@ import numpy as np
 from reasoning.causal import hawkes
 from reasoning.causal.events import EventTable, Topology
 from reasoning.causal.features import Design, build_design
+from reasoning.causal.order import causal_order, leads_to
 
 METHOD = "topological-hawkes-em-lr"
 
@@ -42,6 +49,8 @@ class LearnConfig:
     penalty: float = 1.0  # multiplies the BIC penalty; 1 = plain BIC
     min_support: float = 1.0  # effect events that must be attributed to an edge
     acyclic: bool = True
+    orientation: str = "order"  # "order": a global causal order; "pair": per 2-cycle
+    leads_to: bool = True  # also report indirect ("leads to") edges (orientation "order")
     max_iter: int = 500
     tol: float = 1e-7
     min_events: int = 1  # event types with fewer events are left out
@@ -55,11 +64,20 @@ class LearnConfig:
             raise ValueError("penalty and min_support must be >= 0")
         if self.max_iter < 1 or not self.tol > 0:
             raise ValueError("max_iter must be >= 1 and tol > 0")
+        if self.orientation not in ("order", "pair"):
+            raise ValueError(f"orientation must be 'order' or 'pair', got {self.orientation!r}")
 
 
 @dataclass(frozen=True)
 class CausalEdge:
-    """A learned cause -> effect relation between two event types."""
+    """A learned cause -> effect relation between two event types.
+
+    A ``direct`` edge is a significant excitation of the effect by the cause. An
+    ``indirect`` edge ("leads to") joins the ends of a path of direct edges, ``path`` (the
+    types from cause to effect); its numbers combine the path's: confidence and weight are
+    products, support and llr the weakest link's, lag the sum, ``via`` the hops' channels
+    joined by ``>``.
+    """
 
     cause: str
     effect: str
@@ -70,13 +88,16 @@ class CausalEdge:
     via: str  # "sameEntity" or the topology relation the effect mostly travels over
     llr: float  # log-likelihood gain of the edge
     bic_unit: float  # the BIC penalty of one edge into this effect type
+    kind: str = "direct"  # or "indirect"
+    path: tuple[str, ...] = ()  # indirect edges: the types from cause to effect
 
 
 def learn(events: EventTable, topology: Topology, config: LearnConfig | None = None
           ) -> list[CausalEdge]:
     """Causal edges between the event types of ``events``, strongest first.
 
-    Pure and deterministic: the same events, topology and config give the same edges.
+    Direct edges come first, then indirect ones; pure and deterministic: the same events,
+    topology and config give the same edges.
     """
     config = config or LearnConfig()
     events = _frequent_types(events, config.min_events)
@@ -84,10 +105,29 @@ def learn(events: EventTable, topology: Topology, config: LearnConfig | None = N
         return []
     design = build_design(events, topology, config.scales, config.min_lag)
     fitted = hawkes.fit(design, max_iter=config.max_iter, tol=config.tol)
-    edges = _test_edges(design, fitted, events, config)
-    if config.acyclic:
+    return select_edges(_test_edges(design, fitted, events, config), events.type_names, config)
+
+
+def select_edges(tested: list[CausalEdge], type_names: tuple[str, ...] | list[str],
+                 config: LearnConfig) -> list[CausalEdge]:
+    """Steps 2-4 on tested candidate edges: the significance rule, the DAG, "leads to".
+
+    ``tested`` are direct candidates with their gains (``learn`` with ``penalty=0``,
+    ``acyclic=False`` returns them), so that selection rules can be compared without
+    refitting; ``learn`` itself ends with this call.
+    """
+    names = tuple(type_names)
+    tested = [e for e in tested if e.kind == "direct"]
+    edges = [e for e in tested
+             if e.llr > config.penalty * e.bic_unit and e.support >= config.min_support]
+    if config.acyclic and config.orientation == "pair":
         edges = _drop_weaker_direction(edges)
-    return sorted(edges, key=lambda e: (-e.llr, e.cause, e.effect))
+    elif config.acyclic:
+        edges = _agree_with_order(edges, tested, names)
+    edges.sort(key=lambda e: (-e.llr, e.cause, e.effect))
+    if config.acyclic and config.leads_to and config.orientation == "order":
+        edges += _indirect(edges, names)  # the 2-cycle rule can leave longer cycles
+    return edges
 
 
 def _frequent_types(events: EventTable, min_events: int) -> EventTable:
@@ -102,6 +142,7 @@ def _frequent_types(events: EventTable, min_events: int) -> EventTable:
 
 def _test_edges(design: Design, fitted: hawkes.HawkesFit, events: EventTable,
                 config: LearnConfig) -> list[CausalEdge]:
+    """Every candidate edge with its likelihood-ratio gain, significant or not."""
     K = design.n_types
     df = len(design.channels) * len(design.scales)
     parent = np.tile(np.arange(K), df)  # parent type of each feature
@@ -112,14 +153,11 @@ def _test_edges(design: Design, fitted: hawkes.HawkesFit, events: EventTable,
     out: list[CausalEdge] = []
     for j in range(K):
         unit = 0.5 * df * math.log(max(counts[j], 2))  # BIC penalty of one edge
-        threshold = config.penalty * unit
         for i in range(K):
             support = float(attributed[j, :, :, i].sum())
             if i == j or support < config.min_support or support <= 0:
                 continue
             llr = float(fitted.loglik[j] - hawkes.refit_target(design, fitted, j, parent == i))
-            if llr <= threshold:
-                continue
             by_channel = attributed[j, :, :, i].sum(axis=1)
             by_scale = attributed[j, :, :, i].sum(axis=0)
             out.append(CausalEdge(
@@ -146,3 +184,34 @@ def _drop_weaker_direction(edges: list[CausalEdge]) -> list[CausalEdge]:
         if back is None or (e.llr, e.cause) > (back.llr, back.cause):
             keep.append(e)
     return keep
+
+
+def _agree_with_order(edges: list[CausalEdge], tested: list[CausalEdge],
+                      names: tuple[str, ...]) -> list[CausalEdge]:
+    """The edges that point forward in the causal order found from all tested gains."""
+    code = {n: k for k, n in enumerate(names)}
+    gain = np.zeros((len(names), len(names)))
+    for e in tested:
+        gain[code[e.cause], code[e.effect]] = e.llr
+    position = np.empty(len(names), dtype=np.int64)
+    position[causal_order(gain)] = np.arange(len(names))
+    return [e for e in edges if position[code[e.cause]] < position[code[e.effect]]]
+
+
+def _indirect(direct: list[CausalEdge], names: tuple[str, ...]) -> list[CausalEdge]:
+    """The "leads to" edges of the DAG ``direct`` (see :func:`reasoning.causal.order.leads_to`)."""
+    code = {n: k for k, n in enumerate(names)}
+    by_pair = {(code[e.cause], code[e.effect]): e for e in direct}
+    paths = leads_to({p: e.confidence for p, e in by_pair.items()}, len(names))
+    out = []
+    for (a, c), path in paths.items():
+        hops = [by_pair[(x, y)] for x, y in zip(path, path[1:], strict=False)]
+        weakest = min(hops, key=lambda h: h.llr)
+        out.append(CausalEdge(
+            cause=names[a], effect=names[c],
+            confidence=float(np.prod([h.confidence for h in hops])),
+            support=min(h.support for h in hops), weight=float(np.prod([h.weight for h in hops])),
+            lag_seconds=float(sum(h.lag_seconds for h in hops)),
+            via=">".join(h.via for h in hops), llr=weakest.llr, bic_unit=weakest.bic_unit,
+            kind="indirect", path=tuple(names[k] for k in path)))
+    return sorted(out, key=lambda e: (-e.confidence, -e.llr, e.cause, e.effect))

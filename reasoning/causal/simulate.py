@@ -67,6 +67,14 @@ class Simulation:
         names = self.events.type_names
         return {(names[i], names[j]) for i, j in zip(*np.nonzero(self.truth), strict=True)}
 
+    def leads_to_edges(self) -> set[tuple[str, str]]:
+        """The transitive closure of the true graph: every pair joined by a directed path."""
+        reach = self.truth.copy()
+        for k in range(len(reach)):  # Warshall
+            reach |= reach[:, [k]] & reach[[k], :]
+        names = self.events.type_names
+        return {(names[i], names[j]) for i, j in zip(*np.nonzero(reach), strict=True)}
+
 
 def validation_settings() -> list[SimulationSettings]:
     """The calibration suite: settings the learner's defaults were chosen on (docs/causal.md)."""
@@ -84,6 +92,15 @@ def validation_settings() -> list[SimulationSettings]:
         replace(base, name="large-skewed", n_types=24, n_entities=400, edge_prob=0.25,
                 horizon=6 * DAY, mu_range=(3e-8, 1e-5), activity_sigma=2.0, storms=40,
                 alpha_same=(0.03, 0.15), alpha_neighbour=(0.01, 0.05)),
+        # dense causal graphs (half of all type pairs, like expert alarm graphs), deep
+        # chains, weak effects, skewed rates and entities, storms, logging delays
+        replace(base, name="dense-deep", n_types=24, n_entities=300, edge_prob=0.5,
+                horizon=5 * DAY, mu_range=(3e-8, 1e-5), activity_sigma=2.0, storms=40,
+                alpha_same=(0.02, 0.1), alpha_neighbour=(0.005, 0.03), lag_range=(1.0, 300.0),
+                report_delay=3.0),
+        replace(base, name="dense-mid", n_types=16, n_entities=200, edge_prob=0.5,
+                horizon=4 * DAY, mu_range=(1e-7, 1e-5), activity_sigma=1.5, storms=20,
+                alpha_same=(0.03, 0.15), alpha_neighbour=(0.01, 0.04)),
     ]
 
 
