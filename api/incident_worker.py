@@ -52,12 +52,13 @@ MAX_SYMPTOMS = 500  # the newest firing alerts of an incident that one analysis 
 class IncidentWorker:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock, *,
                  config: GroupingConfig | None = None,
-                 clock: Callable[[], datetime] = now_utc) -> None:
+                 clock: Callable[[], datetime] = now_utc,
+                 rca: RCAService | None = None) -> None:
         self.kg = kg
         self.guard = guard
         self.clock = clock
         self.grouper = IncidentGrouper(config, clock)
-        self.rca = RCAService(kg)
+        self.rca = rca or RCAService(kg)  # the app shares its own: one compiled rule graph
         self.scopes: dict[str, str] = {}  # incident key -> scope
         self._lock = threading.Lock()
         self._stop = threading.Event()

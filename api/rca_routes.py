@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -38,9 +39,10 @@ class RCARequest(BaseModel):
 def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
                    rca: Callable[[], RCAService], writer: Callable[..., None],
                    guard: threading.Lock) -> None:
-    @app.post("/v1/rca", tags=["rca"])
+    @app.post("/v1/rca", tags=["rca"], response_class=Response,
+              responses={200: {"content": {"application/json": {}}}})
     async def post_rca(req: RCARequest, svc: RCAService = Depends(rca),
-                       authorization: str | None = Header(None)) -> dict[str, Any]:
+                       authorization: str | None = Header(None)) -> Response:
         """Rank the root causes of a list of alerts, an incident or a time window; each
         candidate comes with its score, each signal's contribution, the fault hypothesis
         and evidence paths (entities, relations, rules) and events. Symptoms whose labels
@@ -51,7 +53,7 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
         if req.alerts is not None and not req.scope:
             raise HTTPException(422, "scope: alerts need the scope their labels belong to")
 
-        def work() -> dict[str, Any]:
+        def work() -> str:
             with guard:
                 if req.alerts is not None:
                     symptoms = svc.symptoms_from_alerts(req.alerts, str(req.scope))
@@ -67,11 +69,12 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
                 if req.store:
                     svc.store(result, scope=req.scope or "default",
                               incident=req.incident)
-                return result.to_json()
+            # encoded here: FastAPI's generic encoder took ~12 ms on a 50-alert result
+            return json.dumps(result.to_json())
 
         if req.store:
             writer(authorization)  # storing writes: the write token applies
-        return await run_in_threadpool(work)
+        return Response(await run_in_threadpool(work), media_type="application/json")
 
     @app.get("/v1/incidents", tags=["rca"])
     def incidents(limit: int = 100, g: KnowledgeGraph = Depends(kg)) -> list[dict[str, Any]]:

@@ -4,9 +4,14 @@ Hot paths (RCA, embeddings, recommendation) never make per-node database round t
 work on this snapshot, which is derived from the graph store like the RDF view (watermark +
 catch-up from the change log) and keeps only currently valid facts (no ``validTo``).
 
-It holds only each fact's class and whether it is valid, and a write sets both from the
-fact as given (the class is the fact's type; ``validTo`` is the fact's, not merged), so the
-change-log payloads alone bring it up to date: no read of the graph store.
+It holds each fact's class and whether it is valid, and a write sets both from the fact as
+given (the class is the fact's type; ``validTo`` is the fact's, not merged), so the
+change-log payloads alone bring it up to date: no read of the graph store. The event index
+(:class:`kg.events.EventIndex`: events by time, what they are about, series and causal
+edges) is part of it, built from the same scan and moved by the same payloads, so both share
+one watermark. A short journal of what each applied entry touched lets a consumer that
+compiled something from the snapshot (RCA's propagation graph) see whether the entries since
+then matter to it without reading the change log again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,19 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from kg.events import EventIndex
 from kg.store.base import FactState, GraphStore, RelKey
+
+JOURNAL = 2_000  # entries the journal keeps; older ones: "unknown", consumers recompile
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What one change-log entry touched: its relation types and entity node ids."""
+
+    seq: int
+    relation_types: frozenset[str]
+    nodes: tuple[int, ...]
 
 
 @dataclass
@@ -30,30 +47,59 @@ class AnalyticSnapshot:
     edges: dict[RelKey, bool] = field(default_factory=dict)  # key -> valid
     rel_types: list[str] = field(default_factory=list)
     watermark: int = 0
+    events: EventIndex = field(default_factory=lambda: EventIndex({}))  # see build
+    journal: deque[Touched] = field(default_factory=lambda: deque(maxlen=JOURNAL))
+    journal_from: int = 0  # the journal holds every entry after this sequence number
     _csr: sp.csr_matrix | None = None
 
     @classmethod
     def build(cls, graph: GraphStore) -> AnalyticSnapshot:
         snap = cls(rel_types=list(graph.schema.relation_types))
+        snap.events = EventIndex.empty(graph.schema, snap.index)
         head = graph.head()
         for ents, rels in graph.scan():
             snap._apply(ents, rels)
-        snap.watermark = head
+            snap.events.apply_states(ents, rels)
+        snap.events.finish_scan(head)
+        snap.watermark = snap.journal_from = head
         return snap
 
-    def refresh(self, graph: GraphStore) -> int:
+    def refresh(self, graph: GraphStore, limit: int = 100) -> int:
         """Catch up with the change log; returns the number of changes applied."""
         applied = 0
-        while entries := graph.changes(self.watermark, limit=100):
+        while entries := graph.changes(self.watermark, limit=limit):
             if any("rawCypher" in e.batch for e in entries):
                 fresh = AnalyticSnapshot.build(graph)
                 self.__dict__.update(fresh.__dict__)
                 return applied + len(entries)
             for e in entries:
                 self._apply_payload(e.batch)
-            self.watermark = entries[-1].seq
+                self.events.apply_payload(e.batch)
+                self._journal(e.seq, e.batch)
+            self.watermark = self.events.watermark = entries[-1].seq
             applied += len(entries)
+            if len(entries) < limit:  # that was all there is: spare the empty round trip
+                break
         return applied
+
+    def _journal(self, seq: int, batch: dict[str, Any]) -> None:
+        if len(self.journal) == self.journal.maxlen:
+            self.journal_from = self.journal[0].seq
+        self.journal.append(Touched(
+            seq, frozenset(f["type"] for f in batch.get("relations", [])),
+            tuple(self.index[f["iri"]] for f in batch.get("entities", []))))
+
+    def touched_since(self, watermark: int) -> list[Touched] | None:
+        """What the entries after ``watermark`` touched; None when the journal does not
+        reach back that far (or the snapshot was rebuilt since)."""
+        if watermark < self.journal_from:
+            return None
+        out = []
+        for t in reversed(self.journal):
+            if t.seq <= watermark:
+                break
+            out.append(t)
+        return out[::-1]
 
     def _apply(self, ents: dict[str, FactState], rels: dict[RelKey, FactState]) -> None:
         for iri, st in ents.items():

@@ -180,7 +180,8 @@ def test_rca_endpoint_and_incidents_from_the_webhook(tmp_path: Path) -> None:
 
     settings = load_settings(data_dir=tmp_path / "data", store="embedded")
     demo = generate_demo(7)
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    with TestClient(app) as client:
         client.post("/v1/facts", json=demo.batch.to_json()).raise_for_status()
         kg = None  # the server owns the store; everything goes over HTTP
         link = sorted({r.end for r in demo.batch.relations if r.type == "routedOver"})[0]
@@ -203,7 +204,7 @@ def test_rca_endpoint_and_incidents_from_the_webhook(tmp_path: Path) -> None:
                    "commonAnnotations": {}, "externalURL": "", "alerts": alerts}
         assert client.post("/v1/alerts/alertmanager", json=payload,
                            params={"scope": scope}).status_code == 200
-        assert client.app.state.incidents.tick()  # due: its alerts are older than group_wait
+        assert app.state.incidents.tick()  # due: its alerts are older than group_wait
         incidents = client.get("/v1/incidents").json()
         assert len(incidents) == 1 and incidents[0]["alerts"] == len(alerts)
         assert incidents[0]["rca"]["candidates"][0]["rank"] == 1

@@ -7,6 +7,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def anomaly(entity: str, z: float, lag_s: float = 0.0, metric: str = "latency",
 
 
 def rank(evidence: list[Evidence], symptom: Symptom | None = None,
-         calls: list[tuple[str, str]] = CALLS, **cfg: float) -> list[Candidate]:
+         calls: list[tuple[str, str]] = CALLS, **cfg: Any) -> list[Candidate]:
     g, names = graph(calls)
     sym = symptom or Symptom("front", "SLOViolation", T0)
     return analyse(g, names, ["Service"] * len(names), {n: i for i, n in enumerate(names)},
@@ -206,11 +207,11 @@ def test_an_incident_through_ingest_and_rca_service(kg: KnowledgeGraph) -> None:
                "externalURL": "", "alerts": [alert]}
     run_ingest(kg, "alerts", [Input.of_bytes("a.json", json.dumps(payload).encode())],
                scope=scope, options={"format": "alertmanager"})
-    svc = RCAService(kg)
-    symptoms = svc.symptoms_in_window(T0 - timedelta(minutes=1), T0 + timedelta(minutes=1),
+    rca = RCAService(kg)
+    symptoms = rca.symptoms_in_window(T0 - timedelta(minutes=1), T0 + timedelta(minutes=1),
                                       scope=scope)
     assert len(symptoms) == 1 and symptoms[0].labels["sli"] == "latency"
-    result = svc.analyse(symptoms)
+    result = rca.analyse(symptoms)
     top = result.candidates[0]
     assert top.entity == mint_iri(scope, "Service", "db")
     assert top.signals["root"] > 0.5 and top.signals["path"] > 0.5

@@ -1,9 +1,10 @@
 """RCA over the knowledge graph: :class:`RCAService` ties the engine to the stores.
 
-It keeps the propagation graph compiled against the analytic snapshot (rebuilt when the
-snapshot moved), reads the evidence of an incident's window with one query, runs
-:func:`reasoning.rca.engine.analyse`, and can store the result back as facts
-(``RCAResult`` → ``RootCauseCandidate`` → ``EvidencePath``) with provenance.
+It keeps the propagation graph compiled against the analytic snapshot (recompiled only when
+a change touched what the rules read), reads the symptoms and the evidence of an incident's
+window from the snapshot's event index (:mod:`kg.events`, in memory: no store query on the
+analysis path), runs :func:`reasoning.rca.engine.analyse`, and can store the result back as
+facts (``RCAResult`` → ``RootCauseCandidate`` → ``EvidencePath``) with provenance.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from reasoning.rules import PropagationGraph, PropagationRule, load_rules
 
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
+    from kg.snapshot import AnalyticSnapshot
 
 __all__ = ["Candidate", "Evidence", "RCAConfig", "RCAResult", "RCAService", "Symptom",
            "Weights"]
 
 EVIDENCE_KINDS = ["Anomaly", "LogEvent", "Alert", "Alarm"]
+# The store queries that the event index answers from memory (kg/events.py); kept as the
+# definition of what it returns (tests/test_rca_events.py compares both).
 EVIDENCE_QUERY = (
     "MATCH (e:Entity)-[:aboutEntity]->(x:Entity) "
     "WHERE e.kind IN $kinds AND e.startTime >= $t0 AND e.startTime <= $t1 "
@@ -88,13 +92,14 @@ class RCAService:
                                                "rca-weights.json")
         self.config = config or RCAConfig()
         self._graph: PropagationGraph | None = None
+        self._compiled_on: AnalyticSnapshot | None = None  # the snapshot ``_graph`` is of
 
     def propagation_graph(self) -> PropagationGraph:
         """The rules compiled against the snapshot; recompiled only when a change touched
         what rules read (their relations, or existing resources), so fresh alerts and
         anomalies cost nothing here."""
         snap = self.kg.snapshot  # caught up with the change log
-        g = self._graph
+        g = self._graph if self._compiled_on is snap else None  # (reindex: a new snapshot)
         if g is not None and g.watermark != snap.watermark and self._irrelevant(g, snap):
             n = snap.node_count
             if g.W.shape[0] < n:
@@ -102,43 +107,41 @@ class RCAService:
             g.watermark = snap.watermark
         if g is None or g.watermark != snap.watermark:
             g = self._graph = PropagationGraph.build(snap, self.kg.onto, self.rules)
+            self._compiled_on = snap
         return g
 
-    def _irrelevant(self, g: PropagationGraph, snap: Any, max_entries: int = 2_000) -> bool:
-        """Whether the changes since ``g`` was compiled leave it valid."""
+    def warm(self) -> None:
+        """Build the snapshot (and its event index) and compile the rules now."""
+        self.propagation_graph()
+
+    def _irrelevant(self, g: PropagationGraph, snap: AnalyticSnapshot) -> bool:
+        """Whether the changes since ``g`` was compiled leave it valid (the snapshot's
+        journal says what each entry touched; past its reach: not known, recompile)."""
         from reasoning.rules import sub_properties
 
         if not hasattr(self, "_relevant_rels"):
             self._relevant_rels = {p for r in self.rules
                                    for p in sub_properties(self.kg.onto, r.relation)}
             self._rule_classes = {c for r in self.rules for c in (r.cause, r.effect)}
-        seen, after = 0, g.watermark
+        touched = snap.touched_since(g.watermark)
+        if touched is None:
+            return False
         onto = self.kg.onto
-        while after < snap.watermark:
-            entries = self.kg.store.changes(after, limit=200)
-            if not entries:
-                break
-            for e in entries:
-                iris, keys = e.touched()
-                if any(k[0] in self._relevant_rels for k in keys):
-                    return False
-                for iri in iris:
-                    i = snap.index.get(iri)
-                    if i is not None and i < g.W.shape[0]:
-                        kind = snap.kinds[i]
-                        if kind in onto.classes and any(
-                                onto.is_subclass(kind, c) for c in self._rule_classes):
-                            return False
-            seen += len(entries)
-            if seen > max_entries:
+        for entry in touched:
+            if entry.relation_types & self._relevant_rels:
                 return False
-            after = entries[-1].seq
+            for i in entry.nodes:
+                if i < g.W.shape[0]:
+                    kind = snap.kinds[i]
+                    if kind in onto.classes and any(
+                            onto.is_subclass(kind, c) for c in self._rule_classes):
+                        return False
         return True
 
     def evidence(self, start: datetime, end: datetime) -> list[Evidence]:
-        rows = self.kg.store.read(EVIDENCE_QUERY, {"kinds": EVIDENCE_KINDS, "t0": start,
-                                                    "t1": end},
-                                  max_rows=200_000).rows
+        """The events about entities starting in ``start``..``end`` (what EVIDENCE_QUERY
+        returns), from the event index."""
+        rows = self.kg.snapshot.events.evidence_rows(EVIDENCE_KINDS, start, end)
         out = []
         for (iri, kind, entity, at, z, metric, ev_kind, count, name, etype, direction,
              baseline, observed, until, series) in rows:
@@ -149,17 +152,13 @@ class RCAService:
                                 observed=observed, until=until, series=series))
         return out
 
-    def observed(self) -> set[str]:
+    def observed(self) -> frozenset[str]:
         """Entities that some metric series observes (they can show anomalies)."""
-        rows = self.kg.store.read("MATCH (s:Entity)-[:observes]->(x:Entity) "
-                                  "WHERE s.validTo IS NULL RETURN DISTINCT x.iri").rows
-        return {r[0] for r in rows}
+        return self.kg.snapshot.events.observed()
 
     def causal_edges(self) -> dict[tuple[str, str], float]:
-        rows = self.kg.store.read(
-            "MATCH (c:Entity)-[:causeType]->(a:Entity) MATCH (c)-[:effectType]->(b:Entity) "
-            "WHERE c.validTo IS NULL RETURN a.iri, b.iri, c.confidence", max_rows=100_000).rows
-        return {(a, b): float(conf or 0.0) for a, b, conf in rows}
+        """Learned causal edges between event types: (cause type, effect type) -> confidence."""
+        return self.kg.snapshot.events.causal_edges()
 
     def analyse(self, symptoms: Sequence[Symptom], *, start: datetime | None = None,
                 end: datetime | None = None, lookback: timedelta = timedelta(minutes=30)
@@ -188,27 +187,25 @@ class RCAService:
                "OPTIONAL MATCH (a)-[:instanceOf]->(d:Entity) "
                "RETURN a.iri, a.name, a.startTime, x.iri, d.iri, a.alertStatus, a.labels")
 
-    def _symptoms(self, where: str, params: dict[str, Any], match: str = ""
-                  ) -> list[Symptom]:
-        rows = self.kg.store.read(self._ALERTS.format(match=match, where=where), params,
-                                   max_rows=10_000).rows
+    @staticmethod
+    def _symptoms(rows: Sequence[Sequence[Any]]) -> list[Symptom]:
+        """Firing alerts of ``_ALERTS`` rows (from the event index) as symptoms."""
         return [Symptom(entity, name or "alert", at, iri, definition,
                         json.loads(labels) if labels else {})
                 for iri, name, at, entity, definition, status, labels in rows
                 if at is not None and status != "resolved"]
 
     def symptoms_of_incident(self, incident: str) -> list[Symptom]:
-        return self._symptoms("", {"inc": incident},
-                              match="-[:partOfIncident]->(i:Entity {iri: $inc})")
+        """The incident's alerts (``partOfIncident``); query form: ``_ALERTS`` with
+        ``match="-[:partOfIncident]->(i:Entity {iri: $inc})"``."""
+        return self._symptoms(self.kg.snapshot.events.alerts_of_incident(incident))
 
     def symptoms_in_window(self, start: datetime, end: datetime,
                            scope: str | None = None) -> list[Symptom]:
-        where = "AND a.startTime >= $t0 AND a.startTime <= $t1"
-        params: dict[str, Any] = {"t0": start, "t1": end}
-        if scope:
-            where += " AND a.ingestScope = $scope"
-            params["scope"] = scope
-        return self._symptoms(where, params)
+        """Alerts starting in the window (in ``scope`` if given); query form: ``_ALERTS``
+        with ``where="AND a.startTime >= $t0 AND a.startTime <= $t1 [AND a.ingestScope =
+        $scope]"``."""
+        return self._symptoms(self.kg.snapshot.events.alerts_between(start, end, scope or None))
 
     def symptoms_from_alerts(self, alerts: Sequence[dict[str, Any]], scope: str
                              ) -> list[Symptom]:

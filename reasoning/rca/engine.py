@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from reasoning.rca.reach import BlastRadii, blast_radii, walk
 from reasoning.rules import PropagationGraph
 
 SIGNALS = ("propagation", "coverage", "anomaly", "root", "temporal", "logs", "causal", "path",
@@ -170,9 +171,12 @@ class _Incident:
     located: list[Symptom]
     first: datetime
     reach: dict[int, dict[int, tuple[float, list[int]]]]  # cand -> symptom -> (w, path)
-    radius: dict[int, set[int]]  # cand -> itself and what it can impact
+    radii: BlastRadii  # cand -> itself and what it can impact
+    universe: set[int]  # the candidates and their radii
+    in_radius: dict[int, list[int]]  # cand -> the anomalous entities in its radius (sorted)
     per_metric: dict[int, dict[str, float]]  # entity -> metric -> share of the metric's max
     strength: dict[int, float]  # entity -> its largest share (0 when not anomalous)
+    total: float  # the sum of ``strength``
     timely: dict[int, float]  # entity -> timeliness of its strongest anomaly
     onsets: dict[int, dict[str, datetime]]  # entity -> metric -> onset of its strongest
     by_entity: dict[str, list[Evidence]]
@@ -198,11 +202,11 @@ def analyse(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     inc = _incident(graph, index, symptoms, evidence, cfg)
     if inc is None:
         return []
-    if observed is not None:
-        seen = {index[i] for i in observed if i in index}
-        inc.unobserved = frozenset(n for n in set(inc.reach).union(*inc.radius.values())
-                                   if n not in seen)
-    chain = _chains(graph.W, inc, [index[str(s.entity)] for s in inc.located], cfg)
+    if observed is not None:  # (per entity of the incident: the set may be large)
+        inc.unobserved = frozenset(n for n in inc.universe if iris[n] not in observed)
+    # one walk per symptom entity (several alerts on one entity walk alike)
+    chain = _chains(graph.W, inc, list(dict.fromkeys(index[str(s.entity)]
+                                                     for s in inc.located)), cfg)
     symptom_types = {s.event_type for s in symptoms if s.event_type}
     out: list[Candidate] = []
     explain: dict[str, tuple[int, list[str]]] = {}
@@ -245,12 +249,12 @@ def _signals(W: sp.csr_matrix, node: int, inc: _Incident,
     sig["path"] = max((chain.get((node, m), 0.0) for m in metrics or inc.metrics), default=0.0)
     # unexplained by its own causes, and linked to the symptoms by an anomalous chain
     sig["root"] = _root(W, node, inc) * sig["path"]
-    others = inc.radius[node] - {node} - inc.symptom_nodes
-    total = sum(inc.strength.values())
-    if total > 0:
-        sig["impact"] = sum(inc.strength.get(n, 0.0) for n in others) / total
-    if any(n in inc.strength for n in others | {node}):  # a prior among suspects only
-        sig["topology"] = math.log1p(len(inc.radius[node]) - 1) / math.log1p(inc.widest)
+    # (the anomalous entities are few: iterate those in the radius, not the radius)
+    others = [n for n in inc.in_radius[node] if n != node and n not in inc.symptom_nodes]
+    if inc.total > 0:
+        sig["impact"] = sum(inc.strength[n] for n in others) / inc.total
+    if others or node in inc.strength:  # a prior among suspects only
+        sig["topology"] = math.log1p(inc.radii.size(node) - 1) / math.log1p(inc.widest)
     return sig, metrics
 
 
@@ -263,13 +267,17 @@ def _incident(graph: PropagationGraph, index: Mapping[str, int], symptoms: Seque
         return None
     first = min(s.at for s in symptoms)
     reach: dict[int, dict[int, tuple[float, list[int]]]] = {}
+    walks: dict[int, dict[int, tuple[float, list[int]]]] = {}  # per symptom entity
     for s_i, s in enumerate(located):
-        for node, (weight, path) in _walk(graph.W, index[str(s.entity)], cfg.max_depth).items():
+        start = index[str(s.entity)]
+        if start not in walks:
+            walks[start] = walk(graph.W, start, cfg.max_depth)
+        for node, (weight, path) in walks[start].items():
             best = reach.setdefault(node, {}).get(s_i)
             if best is None or weight > best[0]:
                 reach[node][s_i] = (weight, path)
-    radius = _radii(graph.W, list(reach), cfg.max_depth)
-    universe = set(reach).union(*radius.values())
+    radii = blast_radii(graph.W, list(reach), cfg.max_depth)
+    universe = radii.universe()
     by_entity: dict[str, list[Evidence]] = {}
     for ev in evidence:
         if index.get(ev.entity, -1) in universe:
@@ -283,40 +291,12 @@ def _incident(graph: PropagationGraph, index: Mapping[str, int], symptoms: Seque
                   for n, a in raw.items()}
     strength = {n: max(ms.values()) for n, ms in per_metric.items() if ms}
     timely = {n: a.timeliness for n, a in raw.items()}
-    widest = max(1, max(len(r) for r in radius.values()) - 1)
-    return _Incident(located, first, reach, radius, per_metric, strength, timely,
+    return _Incident(located, first, reach, radii, universe, radii.members(sorted(strength)),
+                     per_metric, strength, sum(strength.values()), timely,
                      {n: a.onset for n, a in raw.items()}, by_entity,
-                     {index[str(s.entity)] for s in located}, widest,
+                     {index[str(s.entity)] for s in located}, radii.widest(),
                      sorted(m for m in top if not m.startswith(ALERT_KEY)),
                      _sli(located, index, cfg))
-
-
-def _walk(W: sp.csr_matrix, start: int, depth: int, factors: Mapping[int, float] | None = None,
-          default: float = 0.0) -> dict[int, tuple[float, list[int]]]:
-    """Entities that can impact ``start`` within ``depth`` rule hops: best weight + path
-    (``[cause, ..., start]``); ``start`` itself with weight 1. With ``factors``, a path's
-    weight is instead the product of the factors of the entities between a cause and
-    ``start`` (missing ones count ``default``): how anomalous the chain linking them is."""
-    best: dict[int, tuple[float, list[int]]] = {start: (1.0, [start])}
-    frontier = [start]
-    for _ in range(depth):
-        nxt: list[int] = []
-        for effect in frontier:
-            w_e, path = best[effect]
-            if factors is not None and effect != start:
-                w_e *= factors.get(effect, default)
-            lo, hi = W.indptr[effect], W.indptr[effect + 1]
-            for cause, w in zip(W.indices[lo:hi], W.data[lo:hi], strict=True):
-                cause = int(cause)
-                weight = w_e * (float(w) if factors is None else 1.0)
-                old = best.get(cause)
-                if old is None or weight > old[0]:
-                    best[cause] = (weight, [cause, *path])
-                    nxt.append(cause)
-        frontier = nxt
-        if not frontier:
-            break
-    return best
 
 
 def _sli(located: Sequence[Symptom], index: Mapping[str, int], cfg: RCAConfig
@@ -350,32 +330,11 @@ def _chains(W: sp.csr_matrix, inc: _Incident, starts: Sequence[int], cfg: RCACon
                 last = 1.0
             else:
                 last = cfg.path_floor + (1 - cfg.path_floor) * own.get(m, 0.0) / max(own.values())
-            walk = _walk(W, start, cfg.max_depth, factors, cfg.path_floor)
-            for node, (weight, _) in walk.items():
+            for node, (weight, _) in walk(W, start, cfg.max_depth, factors,
+                                          cfg.path_floor).items():
                 key = (node, m)
                 out[key] = max(out.get(key, 0.0), weight * (last if node != start else 1.0))
     return out
-
-
-def _radii(W: sp.csr_matrix, candidates: Sequence[int], depth: int) -> dict[int, set[int]]:
-    """Each candidate's blast radius: itself and what it can impact within ``depth``.
-
-    All candidates at once, as sparse products (``R ← R + R·E`` per hop, E[cause, effect]),
-    instead of one breadth-first walk per candidate in Python."""
-    if not candidates:
-        return {}
-    n = W.shape[0]
-    effects = (W.T.tocsr() != 0).astype(np.float32)  # effects[cause, effect]
-    cand = np.asarray(candidates, dtype=np.int64)
-    reach = sp.csr_matrix((np.ones(len(cand), dtype=np.float32), (np.arange(len(cand)), cand)),
-                          shape=(len(cand), n))
-    for _ in range(depth):
-        grown = ((reach + reach @ effects) != 0).astype(np.float32).tocsr()
-        if grown.nnz == reach.nnz:
-            break
-        reach = grown
-    return {int(c): set(reach.indices[reach.indptr[i]:reach.indptr[i + 1]].tolist())
-            for i, c in enumerate(cand)}
 
 
 def _root(W: sp.csr_matrix, node: int, inc: _Incident) -> float:
