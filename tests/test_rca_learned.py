@@ -25,6 +25,15 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GNN_ON = LearnedSettings().with_signal("gnn", enabled=True, weight=100.0)
 
 
+def link_symptoms(kg: KnowledgeGraph) -> list[Symptom]:
+    """Alerts on the deployments routed over the demo's first backbone link."""
+    rels = kg.cypher("MATCH (d:Entity)-[:routedOver]->(l:Entity) RETURN d.iri, l.iri").rows
+    link = sorted(r[1] for r in rels)[0]
+    deps = sorted(d for d, lk in rels if lk == link)
+    return [Symptom(d, "ServiceLatencyHigh", T0 + timedelta(seconds=20 * i))
+            for i, d in enumerate(deps)]
+
+
 def link_incident(kg: KnowledgeGraph) -> list[Candidate]:
     """The demo CNC with a failing backbone link (packet-loss anomaly) and alerts on the
     deployments routed over it; RCA's candidates, best first."""
@@ -78,6 +87,18 @@ def test_trained_gnn_reranks_only_when_enabled(kg: KnowledgeGraph) -> None:
     assert [c.score for c in on.candidates] == sorted((c.score for c in on.candidates),
                                                       reverse=True)
     assert "gnn" not in cands[0].signals  # the engine's candidates are left as they were
+
+    # Through the service: off by default, on when the weights file says so.
+    symptoms = link_symptoms(kg)
+    default = RCAService(kg).analyse(symptoms).to_json()
+    assert default["learned"]["disabled"] == ["gnn"]
+    assert default["candidates"][0]["entity"] == cands[0].entity
+    Weights().save(kg.settings.data_dir / "models" / "rca-weights.json",
+                   learned=GNN_ON.to_json())
+    fused = RCAService(kg).analyse(symptoms).to_json()
+    assert fused["learned"]["applied"] == {"gnn": "v0001"}
+    assert fused["candidates"][0]["entity"] == target
+    assert "gnn" in fused["candidates"][0]["contributions"]
 
 
 def test_missing_model_is_skipped_and_reported(kg: KnowledgeGraph) -> None:

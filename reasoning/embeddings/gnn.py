@@ -250,9 +250,12 @@ def feedback_cases(kg: KnowledgeGraph, max_candidates: int = 50) -> tuple[list[L
     """Cases of incidents whose root cause was confirmed in feedback: their symptoms are
     analysed again; returns the cases and how many incidents had no usable analysis."""
     from reasoning.rca import RCAConfig, RCAService
+    from reasoning.rca.learned import LearnedSettings
     from reasoning.recommend.feedback import confirmed_root_causes
 
-    svc = RCAService(kg, config=RCAConfig(max_candidates=max_candidates))
+    # base signals only: the GNN learns from the engine's ranking, not from its own
+    svc = RCAService(kg, config=RCAConfig(max_candidates=max_candidates),
+                     learned=LearnedSettings())
     cases, missing = [], 0
     snap = kg.snapshot
     for incident, (confirmed, _rejected) in sorted(confirmed_root_causes(kg).items()):

@@ -25,6 +25,7 @@ from reasoning.rca.engine import (
     Weights,
     analyse,
 )
+from reasoning.rca.learned import LearnedSettings, apply_learned
 from reasoning.rules import PropagationGraph, PropagationRule, load_rules
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class RCAResult:
     unresolved: list[str] = field(default_factory=list)  # symptoms without a graph entity
     weights: str = "default"
     iri: str | None = None
+    learned: dict[str, Any] = field(default_factory=dict)  # applied / skipped / disabled
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class RCAResult:
             "candidates": [dict(rank=i + 1, **c.to_json())
                            for i, c in enumerate(self.candidates)],
             "weights": self.weights,
+            "learned": self.learned,
             "explanation": self.explanation(),
         }
 
@@ -85,11 +88,13 @@ class RCAResult:
 
 class RCAService:
     def __init__(self, kg: KnowledgeGraph, rules: Sequence[PropagationRule] | None = None,
-                 weights: Weights | None = None, config: RCAConfig | None = None) -> None:
+                 weights: Weights | None = None, config: RCAConfig | None = None,
+                 learned: LearnedSettings | None = None) -> None:
         self.kg = kg
         self.rules = list(rules) if rules is not None else load_rules(kg.onto)
-        self.weights = weights or Weights.load(kg.settings.data_dir / "models" /
-                                               "rca-weights.json")
+        weights_file = kg.settings.data_dir / "models" / "rca-weights.json"
+        self.weights = weights or Weights.load(weights_file)
+        self.learned = learned or LearnedSettings.load(weights_file)
         self.config = config or RCAConfig()
         self._graph: PropagationGraph | None = None
         self._compiled_on: AnalyticSnapshot | None = None  # the snapshot ``_graph`` is of
@@ -177,9 +182,10 @@ class RCAService:
         candidates = analyse(graph, snap.iris, snap.kinds, snap.index, symptoms, evidence,
                              self.weights, self.causal_edges(), self.config,
                              observed=self.observed())
+        fused = apply_learned(self.kg, candidates, self.learned)
         unresolved = [s.name for s in symptoms if s.entity is None or s.entity not in snap.index]
-        return RCAResult(list(symptoms), candidates, (start, end), unresolved,
-                         self.weights.source)
+        return RCAResult(list(symptoms), fused.candidates, (start, end), unresolved,
+                         self.weights.source, learned=fused.to_json())
 
     # -- symptoms --------------------------------------------------------------------------
     _ALERTS = ("MATCH (a:Entity){match} WHERE a.kind = 'Alert' {where} "
