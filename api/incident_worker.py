@@ -6,8 +6,9 @@ thread ticks once a second, asks :func:`reasoning.incidents.should_analyse` for 
 incident and runs RCA for those that are due (taking the store lock only while it reads the
 evidence and writes the result). Incidents and their RCA results are facts in the graph
 (``Incident`` with ``partOfIncident`` alerts and ``hasResult``), so ``GET /v1/incidents``
-reads them back after a restart too; the grouping state itself is in memory and starts
-empty after a restart (alerts then open new incidents).
+reads them back after a restart too. The grouping state is in memory; :meth:`restore`
+(called when the worker starts) rebuilds it from the open incidents in the graph, so after a
+restart alerts keep joining the incidents they belonged to.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from ingest.base import Record
 from kg.facts import Entity, FactBatch, Relation, now_utc
@@ -47,6 +49,51 @@ def alert_refs(records: Sequence[Record]) -> list[AlertRef]:
 
 
 MAX_SYMPTOMS = 500  # the newest firing alerts of an incident that one analysis reads
+RESTORE_LIMIT = 10_000  # open incidents taken back after a restart (the newest)
+
+_OPEN_INCIDENTS = (
+    "MATCH (i:Entity) WHERE i.kind = 'Incident' AND i.validTo IS NULL "
+    "AND (i.incidentStatus IS NULL OR i.incidentStatus <> 'resolved') "
+    "RETURN i.iri, i.groupKey, i.startTime, i.ingestScope ORDER BY i.startTime DESC "
+    "LIMIT $limit")
+_INCIDENT_ALERTS = (
+    "MATCH (a:Entity)-[:partOfIncident]->(i:Entity) WHERE i.iri IN $iris "
+    "OPTIONAL MATCH (a)-[:aboutEntity]->(x:Entity) "
+    "OPTIONAL MATCH (a)-[:instanceOf]->(d:Entity) "
+    "RETURN i.iri, a.iri, a.labels, a.startTime, a.alertStatus, a.groupKey, x.iri, d.iri")
+_LAST_ANALYSIS = ("MATCH (i:Entity)-[:hasResult]->(r:Entity) WHERE i.iri IN $iris "
+                  "RETURN i.iri, max(r.generatedAt)")
+
+
+def stored_incidents(kg: KnowledgeGraph, limit: int = RESTORE_LIMIT
+                     ) -> list[tuple[Incident, str]]:
+    """The open incidents of the graph with their alerts and scope, as grouping keeps them
+    (an analysed incident counts its current alerts as analysed: only new ones re-trigger)."""
+    rows = kg.store.read(_OPEN_INCIDENTS, {"limit": limit}, max_rows=limit).rows
+    if not rows:
+        return []
+    iris = [r[0] for r in rows]
+    alerts: dict[str, dict[str, AlertRef]] = {i: {} for i in iris}
+    for inc, a, labels, at, status, group_key, about, definition in kg.store.read(
+            _INCIDENT_ALERTS, {"iris": iris}, max_rows=10_000_000).rows:
+        if at is not None:
+            alerts[inc][a] = AlertRef(a, json.loads(labels) if labels else {}, at,
+                                      status or "firing", group_key, about, definition)
+    analysed = dict(kg.store.read(_LAST_ANALYSIS, {"iris": iris}, max_rows=limit).rows)
+    out = []
+    for iri, group, started, scope in rows:
+        refs = alerts[iri]
+        inc = Incident(iri.rsplit("/", 1)[-1], group or "", started, refs,
+                       max((r.starts_at for r in refs.values()), default=started),
+                       analysed.get(iri), len(refs) if analysed.get(iri) else 0)
+        out.append((inc, scope or _scope_of(iri, kg.settings.iri_base)))
+    return out
+
+
+def _scope_of(iri: str, base: str) -> str:
+    """The scope part of an incident IRI (for incidents stored without ``ingestScope``)."""
+    base = base if base.endswith(("/", "#")) else base + "/"
+    return unquote(iri.removeprefix(base).rsplit("/Incident/", 1)[0]) or "default"
 
 
 class IncidentWorker:
@@ -65,8 +112,19 @@ class IncidentWorker:
         self._thread = threading.Thread(target=self._loop, name="incident-rca", daemon=True)
 
     def start(self) -> IncidentWorker:
+        self.restore()
         self._thread.start()
         return self
+
+    def restore(self, limit: int = RESTORE_LIMIT) -> int:
+        """Seed the grouping state with the newest ``limit`` incidents of the graph that are
+        not resolved (their alerts, scope and last analysis); returns how many."""
+        incidents = stored_incidents(self.kg, limit)
+        with self._lock:
+            self.grouper.restore([inc for inc, _ in incidents])
+            for inc, scope in incidents:
+                self.scopes[inc.key] = scope
+        return len(incidents)
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,7 +154,8 @@ class IncidentWorker:
         src = "reasoning/incidents"
         ents = [Entity(self.iri(inc.key), "Incident", {
             "name": inc.group, "groupKey": inc.group, "startTime": inc.started,
-            "incidentStatus": inc.status, "count": len(inc.alerts)}, src) for inc in incidents]
+            "incidentStatus": inc.status, "count": len(inc.alerts),
+            "ingestScope": self.scopes.get(inc.key, "default")}, src) for inc in incidents]
         rels: dict[tuple[str, str, str], Relation] = {}
         for key, ref in added:
             iri = self.iri(key)

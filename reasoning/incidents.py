@@ -84,13 +84,22 @@ def incident_key(group: str, started: datetime) -> str:
 
 
 class IncidentGrouper:
-    """Assigns alerts to incidents; the state is in memory (not rebuilt after a restart)."""
+    """Assigns alerts to incidents. The state is in memory; after a restart,
+    :meth:`restore` seeds it with the incidents read back from the graph."""
 
     def __init__(self, config: GroupingConfig | None = None, clock: Clock = now_utc) -> None:
         self.config = config or GroupingConfig()
         self.clock = clock
         self.incidents: dict[str, Incident] = {}
         self._open: dict[str, str] = {}  # group -> key of its open incident
+
+    def restore(self, incidents: Sequence[Incident]) -> None:
+        """Take back incidents known before a restart: each group continues its latest
+        incident (by start), so alerts that arrive again or join later land where they
+        would have without the restart."""
+        for inc in sorted(incidents, key=lambda i: (i.started, i.key)):
+            self.incidents[inc.key] = inc
+            self._open[inc.group] = inc.key
 
     def add(self, alert: AlertRef) -> Incident:
         group = group_of(alert, self.config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -222,3 +223,43 @@ def test_rca_endpoint_and_incidents_from_the_webhook(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert __import__("json").loads(out.stdout)["candidates"]
+
+
+def test_incident_grouping_survives_a_restart(demo_kg) -> None:
+    """Alerts that arrive after a restart join the incident their group had before it, and
+    an analysed incident is not analysed again until new alerts join it."""
+    import threading
+
+    from api.incident_worker import IncidentWorker
+
+    kg, demo = demo_kg
+    _, symptoms = link_fault(kg, demo)
+    now = [T0 + timedelta(minutes=2)]
+    clock = lambda: now[0]  # noqa: E731
+
+    def alerts(first: int, n: int) -> list[AlertRef]:
+        """Alerts on the symptom's entity, written to the graph like the receiver does."""
+        s = symptoms[0]
+        batch = [AlertRef(mint_iri("demo/net", "Alert", f"a{i}"), {"alertname": s.name},
+                          s.at + timedelta(seconds=10 * i), group_key='{}:{team="net"}',
+                          entity=s.entity) for i in range(first, first + n)]
+        kg.write(FactBatch.of("test", [Entity(r.iri, "Alert", {
+            "name": r.name, "startTime": r.starts_at, "alertStatus": "firing",
+            "fingerprint": r.iri[-8:], "groupKey": r.group_key,
+            "labels": json.dumps(dict(r.labels))}) for r in batch],
+            [Relation("aboutEntity", r.iri, str(r.entity)) for r in batch]))
+        return batch
+
+    first = IncidentWorker(kg, threading.Lock(), clock=clock)
+    kg.write(first.assign(alerts(0, 3), "demo/net"))
+    assert first.tick()  # analysed once group_wait has passed
+    (key,) = first.grouper.incidents
+
+    after = IncidentWorker(kg, threading.Lock(), clock=clock)  # the restarted server's
+    assert after.restore() == 1
+    inc = after.grouper.incidents[key]
+    assert len(inc.alerts) == 3 and inc.analysed_at is not None
+    assert after.scopes[key] == "demo/net" and after.iri(key) == first.iri(key)
+    assert after.tick() == []  # nothing new since its analysis
+    kg.write(after.assign(alerts(3, 1), "demo/net"))
+    assert list(after.grouper.incidents) == [key] and len(inc.alerts) == 4
