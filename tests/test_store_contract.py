@@ -257,3 +257,18 @@ def test_view_after_any_writes_equals_a_rebuild(kg: KnowledgeGraph) -> None:
     assert snap.edges == fresh.edges
     assert ({i: (k, a) for i, k, a in zip(snap.iris, snap.kinds, snap.alive, strict=True)}
             == {i: (k, a) for i, k, a in zip(fresh.iris, fresh.kinds, fresh.alive, strict=True)})
+
+
+def test_times_merged_from_the_store_still_equal_their_instant(kg: KnowledgeGraph) -> None:
+    """A time kept from the stored fact by a later update compares equal to the same instant
+    given as a parameter (Neo4j once stored it back under a named zone, which `=` missed)."""
+    at = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    anomaly = mint_iri("test/net", "Anomaly", "a1")
+    kg.write(FactBatch.of("test", [Entity(anomaly, "Anomaly", {
+        "startTime": at, "anomalyScore": 1.0, "metricName": "loss"})]))
+    kg.write(FactBatch.of("test", [Entity(anomaly, "Anomaly", {"anomalyScore": 2.0})]))
+    rows = kg.cypher("MATCH (e:Entity) WHERE e.startTime = $t AND e.firstSeen <= $later "
+                     "RETURN e.iri, e.startTime, e.anomalyScore",
+                     {"t": at, "later": datetime(2100, 1, 1, tzinfo=UTC)}).rows
+    assert rows == [[anomaly, at, 2.0]]
+    assert rows[0][1].utcoffset().total_seconds() == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kg.errors import FactError, ForbiddenQuery, QueryError, StoreUnavailable
@@ -34,7 +34,11 @@ def _native(v: Any) -> Any:
     import neo4j.time
 
     if isinstance(v, neo4j.time.DateTime):
-        return v.to_native()
+        # As a fixed UTC offset: the driver gives a named zone ("UTC"), and a value merged
+        # back with it would be stored as `...Z[UTC]`, which Cypher's `=` does not equal to
+        # the same instant given with an offset (a window edge would then miss it).
+        native = v.to_native()
+        return native.astimezone(UTC) if native.tzinfo is not None else native
     if isinstance(v, neo4j.time.Date | neo4j.time.Time | neo4j.time.Duration):
         return v.to_native() if hasattr(v, "to_native") else str(v)
     if isinstance(v, neo4j.graph.Node):
