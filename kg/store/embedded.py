@@ -312,9 +312,21 @@ class LadybugStore:
                            for r in recs[i:i + chunk]}
 
     def changes(self, after: int, limit: int = 50) -> list[ChangeEntry]:
-        res = self._run(f"MATCH (c:{CHANGELOG_TABLE}) WHERE c.seq > $after RETURN c.seq, c.at, "
-                        f"c.batch ORDER BY c.seq LIMIT {int(limit)}", {"after": after})
-        return [ChangeEntry(seq, at, json.loads(batch)) for seq, at, batch in res.rows]
+        # Sequence numbers are contiguous (each append takes head + 1 inside its write
+        # transaction), so the next entries are primary-key lookups; a range scan of the
+        # log costs milliseconds per call once it holds big batches, and views call this
+        # after every write. Should a gap ever appear, the scan below still finds what
+        # lies beyond it.
+        res = self._run(f"UNWIND range($first, $last) AS s MATCH (c:{CHANGELOG_TABLE} "
+                        "{seq: s}) RETURN c.seq, c.at, c.batch ORDER BY c.seq",
+                        {"first": after + 1, "last": after + int(limit)})
+        rows = res.rows
+        contiguous = [r[0] for r in rows] == list(range(after + 1, after + 1 + len(rows)))
+        if not contiguous or (len(rows) < limit and self.head() > after + len(rows)):
+            rows = self._run(f"MATCH (c:{CHANGELOG_TABLE}) WHERE c.seq > $after RETURN c.seq, "
+                             f"c.at, c.batch ORDER BY c.seq LIMIT {int(limit)}",
+                             {"after": after}).rows
+        return [ChangeEntry(seq, at, json.loads(batch)) for seq, at, batch in rows]
 
     def head(self) -> int:
         res = self._run(f"MATCH (c:{CHANGELOG_TABLE}) RETURN max(c.seq)")
