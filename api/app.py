@@ -50,6 +50,36 @@ def _warm(rca: RCAService) -> None:
                                           time.perf_counter() - t, rca.kg.snapshot.node_count)
 
 
+class ViewSyncer:
+    """Catches the RDF view up while the server is idle: writes leave it behind (see
+    :mod:`kg.graph`), and this applies what they changed within ``interval`` seconds, many
+    writes in one round, so SPARQL readers rarely wait and ``/healthz`` shows a small lag."""
+
+    def __init__(self, kg: KnowledgeGraph, guard: threading.Lock, interval: float = 0.5
+                 ) -> None:
+        self.kg, self.guard, self.interval = kg, guard, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rdf-view", daemon=True)
+
+    def start(self) -> ViewSyncer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.kg.rdf_behind:
+                continue
+            try:
+                with self.guard:
+                    self.kg.catch_up_rdf()
+            except Exception:  # the next round (or the next SPARQL query) tries again
+                logging.getLogger("autocnc.api").exception("RDF view catch-up failed")
+
+
 class CypherRequest(BaseModel):
     query: str = Field(..., description="a read-only Cypher query", max_length=100_000)
     parameters: dict[str, Any] = Field(default_factory=dict,
@@ -77,10 +107,12 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             state["kg"], guard,
             incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
         ).start()
+        state["views"] = ViewSyncer(state["kg"], guard).start()
         app.state.incidents = state["incidents"]  # for operators' tooling and tests
         try:
             yield
         finally:
+            state.pop("views").stop()
             state.pop("alerts").stop()
             state.pop("incidents").stop()
             state.pop("rca")

@@ -4,11 +4,20 @@
 directory, opens the graph store and the RDF view, and lets the view catch up with the
 change log (so a crash after a graph write is repaired on the next open).
 ``writer=False`` opens everything read-only and takes no lock.
+
+A write is durable and visible to Cypher and to the analytic snapshot when ``write``
+returns. The RDF view is caught up *lazily*: a write only marks it behind, and the next use
+of ``kg.rdf`` (a SPARQL query), :meth:`KnowledgeGraph.catch_up_rdf` (the server calls it
+when idle) or ``close`` applies every change since in one round, through Oxigraph's bulk
+loader when the round is big. Converting each small write to RDF on its own doubled the cost
+of every write; the view still never misses a change (it works from the change log and its
+watermark, and ``/healthz`` shows its lag).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from kg.config import Settings
@@ -25,13 +34,15 @@ class KnowledgeGraph:
     settings: Settings
     onto: Ontology
     store: GraphStore
-    rdf: RdfView
+    view: RdfView  # use ``rdf``: it catches the view up first
     lock: WriterLock | None = None
     _snapshot: AnalyticSnapshot | None = None
     # The writer syncs its views after every write it makes, and nothing else writes its
     # data directory: while this holds, reading the snapshot needs no change-log query.
     _synced: bool = False
     _closed: bool = False
+    _rdf_behind: bool = False  # this process wrote since the RDF view last caught up
+    _rdf_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None
@@ -60,17 +71,46 @@ class KnowledgeGraph:
         return kg
 
     def write(self, batch: FactBatch) -> WriteSummary:
-        """Upsert a batch into the graph store, then bring the derived views up to date."""
+        """Upsert a batch into the graph store and bring the snapshot up to date; the RDF
+        view follows lazily (see the module doc)."""
         self._synced = False
         summary = self.store.upsert(batch)
-        self.sync()
+        self._after_write()
         return summary
 
-    def sync(self) -> None:
-        self.rdf.catch_up(self.store)
+    def _after_write(self) -> None:
+        self._rdf_behind = True
         if self._snapshot is not None:
             self._snapshot.refresh(self.store)
         self._synced = self.lock is not None
+
+    def sync(self) -> None:
+        """Bring every derived view up to date with the change log now."""
+        self.catch_up_rdf()
+        if self._snapshot is not None:
+            self._snapshot.refresh(self.store)
+        self._synced = self.lock is not None
+
+    @property
+    def rdf(self) -> RdfView:
+        """The RDF view, caught up with this process's writes."""
+        if self._rdf_behind:
+            self.catch_up_rdf()
+        return self.view
+
+    @property
+    def rdf_behind(self) -> bool:
+        return self._rdf_behind
+
+    def catch_up_rdf(self) -> int:
+        """Apply the changes the RDF view has not seen; returns how many were applied."""
+        with self._rdf_lock:
+            self._rdf_behind = False
+            try:
+                return self.view.catch_up(self.store)
+            except BaseException:
+                self._rdf_behind = True
+                raise
 
     @property
     def snapshot(self) -> AnalyticSnapshot:
@@ -82,12 +122,15 @@ class KnowledgeGraph:
 
     def reindex(self) -> None:
         """Rebuild every derived view from the graph store (replay from zero)."""
-        self.rdf.rebuild(self.store)
+        with self._rdf_lock:
+            self.view.rebuild(self.store)
+            self._rdf_behind = False
         self._snapshot = None
 
     def health(self) -> dict[str, Any]:
         head = self.store.head()
-        views = {"rdf": {"watermark": self.rdf.watermark, "lag": head - self.rdf.watermark}}
+        mark = self.view.watermark
+        views = {"rdf": {"watermark": mark, "lag": head - mark}}
         if self._snapshot is not None:
             views["snapshot"] = {"watermark": self._snapshot.watermark,
                                  "lag": head - self._snapshot.watermark}
@@ -102,7 +145,7 @@ class KnowledgeGraph:
                                timeout_s=self.settings.query_timeout_s,
                                max_rows=self.settings.query_max_rows)
         if write:
-            self.sync()
+            self._after_write()
         return res
 
     def sparql(self, query: str, params: dict[str, Any] | None = None) -> QueryResult:
@@ -118,8 +161,15 @@ class KnowledgeGraph:
             return
         self._closed = True
         try:
+            if self._rdf_behind:  # leave a current view to the processes that open it next
+                self.catch_up_rdf()
+        finally:
+            self._close_stores()
+
+    def _close_stores(self) -> None:
+        try:
             self.store.close()
-            self.rdf.close()
+            self.view.close()
         finally:
             if self.lock:
                 self.lock.release()

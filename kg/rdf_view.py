@@ -83,6 +83,7 @@ ENTAILMENT_RULES = {
 }
 _TYPES_GRAPH = ox.NamedNode(INFERRED + "cax-sco")
 _PROPS_GRAPH = ox.NamedNode(INFERRED + "prp-spo1")
+ROUND_FACTS = 20_000  # facts applied per round at most (then the watermark moves)
 BULK_LINES = 50_000  # rounds with more N-Quads lines than this use the bulk loader
 _DT = {"string": XSD + "string", "integer": XSD + "integer", "double": XSD + "double",
        "boolean": XSD + "boolean", "datetime": XSD + "dateTime"}
@@ -152,6 +153,10 @@ class _RoundPlan:
             table[key] = ("t", at)
         else:  # an update, an unknown op, or something unexpected: read the graph store
             table[key] = ("u",)
+
+    @property
+    def size(self) -> int:
+        return len(self.entities) + len(self.relations)
 
     def fetch_keys(self) -> tuple[list[str], list[RelKey]]:
         return ([k for k, v in self.entities.items() if v[0] == "u"],
@@ -250,8 +255,12 @@ class RdfView:
             plan = _RoundPlan()
             for e in entries:
                 plan.add(e)
-            self._apply(graph, plan)
-            self._set_watermark(entries[-1].seq)
+                # bounded rounds: a backlog of big batches becomes several bulk loads, not
+                # one text of millions of lines held in memory at once
+                if plan.size >= ROUND_FACTS or e is entries[-1]:
+                    self._apply(graph, plan)
+                    self._set_watermark(e.seq)
+                    plan = _RoundPlan()
             applied += len(entries)
 
     def rebuild(self, graph: GraphStore) -> None:
