@@ -111,6 +111,11 @@ def test_cli_ingest_goes_through_the_running_server(env: dict[str, str]) -> None
         out = run(env, "ingest", "topology", str(BOUTIQUE), "--scope", "ob", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["created"] > 100
+        # SPARQL sees what was acknowledged (the view catches up before the query)
+        ask = httpx.get(f"http://127.0.0.1:{port}/v1/sparql", params={
+            "query": "PREFIX cnc: <https://w3id.org/autocnc/ontology#> "
+                     "ASK { ?s cnc:calls ?o }"}).json()
+        assert ask["boolean"] is True
         health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         assert health["changeLogHead"] > 0 and health["views"]["rdf"]["lag"] == 0
     finally:
