@@ -73,9 +73,9 @@ class ViewSyncer:
         while not self._stop.wait(self.interval):
             if not self.kg.rdf_behind:
                 continue
-            try:
-                with self.guard:
-                    self.kg.catch_up_rdf()
+            try:  # without the request guard: the graph store and Oxigraph are safe to
+                # read and write from this thread, and writers should not wait for the view
+                self.kg.catch_up_rdf()
             except Exception:  # the next round (or the next SPARQL query) tries again
                 logging.getLogger("autocnc.api").exception("RDF view catch-up failed")
 
