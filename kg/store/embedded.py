@@ -243,8 +243,10 @@ class LadybugStore:
                 ents[rec["iri"]] = FactState.from_row(rec["kind"], rec, names)
         rels: dict[RelKey, FactState] = {}
         by_type: dict[str, list[RelKey]] = {}
+        absent = set(iris).difference(ents)
         for key in dict.fromkeys(rel_keys):
-            by_type.setdefault(key[0], []).append(key)
+            if key[1] not in absent:  # a relation from an entity not in the store: none yet
+                by_type.setdefault(key[0], []).append(key)
         edge_names = frozenset(n for n, _ in self.schema.edge_properties)
         rret = ", ".join(f"e.{n} AS {n}" for n, _ in self.schema.relation_columns)
         for rel, keys in by_type.items():
