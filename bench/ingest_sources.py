@@ -24,7 +24,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from server import running_server  # noqa: E402  (bench/server.py)
 
 from ingest import inputs_for, run_ingest  # noqa: E402
 from kg.config import load_settings  # noqa: E402
@@ -81,12 +82,6 @@ def bench_source(kind: str, store: str) -> None:
 
 
 # -- the receiver ----------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 WORKLOADS = ["frontend", "cartservice", "checkoutservice", "currencyservice", "adservice",
              "emailservice", "paymentservice", "productcatalogservice", "recommendationservice",
@@ -154,38 +149,27 @@ def bench_receiver(seconds: float, concurrency: int, store: str) -> None:
                        ("alerts", DATA / "alert-rules" / "kube-prometheus")):
         subprocess.run([autocnc, "ingest", kind, str(path), "--scope", "online-boutique",
                         "--allow-rejects", "--json"], env=env, check=True, capture_output=True)
-    port = _free_port()
-    server = subprocess.Popen([autocnc, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        t0 = time.perf_counter()
-        lat, acked = asyncio.run(drive(f"{base}/v1/alerts/alertmanager", seconds, concurrency))
-        took = time.perf_counter() - t0
-        lat.sort()
-        n = len(lat)
-        print(f"[receiver] {n:,} payloads ({len(acked):,} alerts) acknowledged in {took:.1f} s "
-              f"= {n / took:,.0f} payloads/s, {len(acked) / took:,.0f} alerts/s; latency p50 "
-              f"{statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(0.99 * n)] * 1000:.0f} ms "
-              f"({concurrency} connections)", flush=True)
-        resp = httpx.post(f"{base}/v1/cypher", json={"query": (
-            "MATCH (a:Entity) WHERE a.kind = 'Alert' RETURN count(a) AS n")}, timeout=120)
-        stored = resp.json()["rows"][0][0]
-        about = httpx.post(f"{base}/v1/cypher", json={"query": (
-            "MATCH (a:Entity)-[r:aboutEntity]->(p:Entity) WHERE a.kind = 'Alert' "
-            "RETURN count(r) AS n")}, timeout=120).json()["rows"][0][0]
-        print(f"[receiver] alerts in the graph: {stored:,} of {len(acked):,} acknowledged "
-              f"({'all durable' if stored >= len(set(acked)) else 'MISSING SOME'}); "
-              f"{about:,} resolved to a (possibly inferred) pod", flush=True)
+        with running_server(env) as base:
+            t0 = time.perf_counter()
+            lat, acked = asyncio.run(drive(f"{base}/v1/alerts/alertmanager", seconds, concurrency))
+            took = time.perf_counter() - t0
+            lat.sort()
+            n = len(lat)
+            print(f"[receiver] {n:,} payloads ({len(acked):,} alerts) acknowledged in {took:.1f} s "
+                  f"= {n / took:,.0f} payloads/s, {len(acked) / took:,.0f} alerts/s; latency p50 "
+                  f"{statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(0.99 * n)] * 1000:.0f} ms "
+                  f"({concurrency} connections)", flush=True)
+            resp = httpx.post(f"{base}/v1/cypher", json={"query": (
+                "MATCH (a:Entity) WHERE a.kind = 'Alert' RETURN count(a) AS n")}, timeout=120)
+            stored = resp.json()["rows"][0][0]
+            about = httpx.post(f"{base}/v1/cypher", json={"query": (
+                "MATCH (a:Entity)-[r:aboutEntity]->(p:Entity) WHERE a.kind = 'Alert' "
+                "RETURN count(r) AS n")}, timeout=120).json()["rows"][0][0]
+            print(f"[receiver] alerts in the graph: {stored:,} of {len(acked):,} acknowledged "
+                  f"({'all durable' if stored >= len(set(acked)) else 'MISSING SOME'}); "
+                  f"{about:,} resolved to a (possibly inferred) pod", flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
         shutil.rmtree(data, ignore_errors=True)
 
 

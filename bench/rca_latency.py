@@ -19,9 +19,7 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cnc_graph import generate_cnc  # noqa: E402
+from server import running_server  # noqa: E402
 
 from kg.config import load_settings  # noqa: E402
 from kg.facts import Entity, FactBatch, Relation  # noqa: E402
@@ -43,12 +42,6 @@ DEPENDENCY = {"dependsOn", "calls", "hostedOn", "runsOn", "routedOver", "impleme
               "selects", "manages", "exposes", "connectsTo", "hasAccelerator"}
 FAULT_KINDS = ("NetworkLink", "ComputeNode", "KubernetesNode", "Deployment")
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dependants(rels: list[Relation]) -> dict[str, list[str]]:
@@ -119,20 +112,10 @@ def main() -> None:
     faults = [iri for iri, k in kinds.items() if k in FAULT_KINDS
               and len(impacted(deps, iri, 2)) >= 2]
     env = {**os.environ, "AUTOCNC_DATA_DIR": str(data), "AUTOCNC_STORE": args.store}
-    port = _free_port()
     started = time.perf_counter()
-    server = subprocess.Popen([str(Path(sys.executable).with_name("autocnc")), "serve",
-                               "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=300) as client:
-            for _ in range(600):
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.5)
+        with running_server(env, ready_within_s=600) as base, \
+                httpx.Client(base_url=base, timeout=300) as client:
             print(f"[rca] server ready {time.perf_counter() - started:.1f} s after start "
                   "(the snapshot, event index and compiled rules are built before serving)",
                   flush=True)
@@ -164,8 +147,6 @@ def main() -> None:
               f"p99 {lat[min(n - 1, int(0.99 * n))] * 1000:.1f} ms (target p99 <= 100 ms); "
               f"injected fault ranked first in {hits}/{n}", flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
         shutil.rmtree(data, ignore_errors=True)
 
 
