@@ -19,9 +19,11 @@ import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi.testclient import TestClient
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ingest.demo import DemoCNC
@@ -75,7 +77,6 @@ def _by_scope(iris: list[str]) -> dict[str, list[str]]:
 def inject_and_explain(client: TestClient, d: DemoCNC, console: Console) -> list[bool]:
     """Inject both faults, fire their alerts through the webhook, print the RCA; returns
     whether each fault's injected cause was ranked first."""
-    from urllib.parse import unquote
 
     rels = d.batch.relations
     names = {e.iri: str(e.properties.get("name", e.iri.rsplit("/", 1)[-1]))
@@ -142,13 +143,18 @@ def inject_and_explain(client: TestClient, d: DemoCNC, console: Console) -> list
         console.print(table)
         if cands:
             path = max(cands[0]["paths"], key=lambda p: len(p["hops"]))
-            hops = " ; ".join(f"{unquote(h['effect'].rsplit('/', 1)[-1])} "
-                              f"-{h['relation']}-> {unquote(h['cause'].rsplit('/', 1)[-1])} "
-                              f"[rule {h['rule']}]" for h in path["hops"][::-1])
-            console.print(f"evidence path: alert {path['symptomName']} on "
-                          f"{unquote(path['symptom'].rsplit('/', 1)[-1])}: {hops or 'itself'}")
+            hops = " ; ".join(f"{_short(h['effect'])} -{h['relation']}-> {_short(h['cause'])} "
+                              f"(rule {h['rule']})" for h in path["hops"][::-1])
+            console.print(escape(f"evidence path: alert {path['symptomName']} on "
+                                 f"{_short(path['symptom'])}: {hops or 'itself'}"))
             for ev in cands[0]["evidence"][:2]:
                 console.print(f"evidence event: {ev['kind']} {ev['detail']} at {ev['at']} "
                               f"(score {ev['score']:.1f})")
         console.print(f"explanation: {rca.get('explanation')}")
     return hits
+
+
+def _short(iri: str) -> str:
+    """``Kind name`` of an entity IRI (names repeat across kinds: a node and its machine)."""
+    kind, name = iri.rsplit("/", 2)[-2:]
+    return f"{kind} {unquote(name)}"
