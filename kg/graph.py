@@ -17,6 +17,7 @@ watermark, and ``/healthz`` shows its lag).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class KnowledgeGraph:
     _synced: bool = False
     _closed: bool = False
     _rdf_behind: bool = False  # this process wrote since the RDF view last caught up
+    last_write: float = 0.0  # time.monotonic() of this process's last write
     _rdf_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -80,6 +82,7 @@ class KnowledgeGraph:
 
     def _after_write(self) -> None:
         self._rdf_behind = True
+        self.last_write = time.monotonic()
         if self._snapshot is not None:
             self._snapshot.refresh(self.store)
         self._synced = self.lock is not None
