@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from api import sparql_protocol
 from api.alert_receiver import AlertReceiver
+from api.causal_routes import add_causal_routes
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
 from api.rca_routes import add_rca_routes
@@ -228,6 +229,7 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
                       after_write=lambda: state["alerts"].forget())
     add_rca_routes(app, kg, lambda: state["rca"], writer, guard)
     add_recommend_routes(app, kg, writer, guard)
+    add_causal_routes(app, kg, writer, guard)
 
     @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
     async def alertmanager(payload: dict[str, Any], scope: str = "default",

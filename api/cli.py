@@ -331,14 +331,15 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
         kg.close()
 
 
-def _register_recommend_commands() -> None:
+def _register_commands() -> None:
+    from api.causal_cli import causal
     from api.recommend_cli import feedback, policies, recommend, train
 
-    for command in (recommend, train, feedback, policies):
+    for command in (recommend, train, feedback, policies, causal):
         app.command()(command)
 
 
-_register_recommend_commands()
+_register_commands()
 
 
 def main() -> None:

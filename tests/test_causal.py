@@ -4,6 +4,7 @@ on every store backend."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,3 +225,40 @@ def test_config_is_validated() -> None:
         LearnConfig(min_lag=-1)
     with pytest.raises(ValueError, match="orientation"):
         LearnConfig(orientation="random")
+
+
+def test_learning_from_the_graph_over_http_and_the_cli(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`POST /v1/causal/learn` learns from the graph's alarms and stores the edges (a dry
+    run stores nothing, an empty range is a 422); `autocnc causal` does the same without a
+    server."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from api.app import create_app
+    from api.cli import app as cli
+    from kg.config import load_settings
+
+    small = simulate(SMALL, seed=11)
+    settings = load_settings(data_dir=tmp_path / "data", store="embedded")
+    live = "MATCH (c:Entity) WHERE 'CausalEdge' IN c.types AND c.validTo IS NULL RETURN count(c)"
+    with TestClient(create_app(settings)) as client:
+        kg = client.app.state.incidents.kg  # the server's own graph, to write the history
+        _write_history(kg, small)
+        dry = client.post("/v1/causal/learn", json={"scope": "net/a", "dryRun": True}).json()
+        assert dry["events"] == len(small.events) and dry["written"] is None
+        assert dry["direct"] >= 3 and len(dry["edges"]) == dry["direct"] + dry["indirect"]
+        count = client.post("/v1/cypher", json={"query": live}).json()["rows"][0][0]
+        assert count == 0
+        done = client.post("/v1/causal/learn", json={"scope": "net/a"}).json()
+        assert done["written"]["created"] == len(done["edges"])
+        assert client.post("/v1/cypher", json={"query": live}).json()["rows"][0][0] == \
+            len(done["edges"])
+        empty = client.post("/v1/causal/learn", json={
+            "scope": "net/a", "since": "2030-01-01T00:00:00Z"})
+        assert empty.status_code == 422 and "no events" in empty.text
+    monkeypatch.setenv("AUTOCNC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AUTOCNC_STORE", "embedded")
+    res = CliRunner().invoke(cli, ["causal", "--scope", "net/b", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["written"]["created"] == len(done["edges"])
