@@ -1,7 +1,7 @@
 """RCA latency over HTTP on a generated 100k-entity CNC graph.
 
     python bench/rca_latency.py [--entities 100000] [--relations 300000] [--incidents 100]
-                                [--alerts 50] [--store embedded]
+                                [--alerts 50] [--store embedded] [--churn]
 
 The graph (bench/cnc_graph.py) is loaded into a fresh data directory; ``autocnc serve`` runs
 as its own process. Each incident injects a fault on a random resource (a link, a compute
@@ -9,6 +9,8 @@ node, a Kubernetes node or a deployment): an anomaly on it and ``--alerts`` aler
 entities that depend on it (nearest first), written over HTTP (``POST /v1/facts``: fresh
 ingest), then ``POST /v1/rca`` for the incident's time window is timed from this process —
 so every measured call includes whatever snapshot catch-up the fresh ingest requires.
+With ``--churn`` a new pod and its ``runsOn`` relation (a rule relation: topology churn) are
+written before each incident too, so each call also patches the compiled rules.
 Prints p50/p90/p99 latency, and how often the injected fault ranked first (a sanity check,
 not an accuracy benchmark). Target (2 cores): p99 <= 100 ms.
 """
@@ -83,6 +85,13 @@ def incident_batch(i: int, fault: str, victims: list[str]) -> tuple[FactBatch, d
     return FactBatch.of("bench/rca", ents, rels), at
 
 
+def churn_batch(i: int, nodes: list[str], rng: random.Random) -> FactBatch:
+    """Topology churn before an incident: a pod scheduled on a random Kubernetes node."""
+    pod = mint_iri("bench/churn", "Pod", f"default/churn-{i}")
+    return FactBatch.of("bench/churn", [Entity(pod, "Pod", {"name": f"churn-{i}"})],
+                        [Relation("runsOn", pod, rng.choice(nodes))])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entities", type=int, default=100_000)
@@ -90,6 +99,8 @@ def main() -> None:
     ap.add_argument("--incidents", type=int, default=100)
     ap.add_argument("--alerts", type=int, default=50)
     ap.add_argument("--store", default="embedded")
+    ap.add_argument("--churn", action="store_true",
+                    help="also schedule a new pod (a rule relation) before every incident")
     args = ap.parse_args()
 
     g = generate_cnc(args.entities, args.relations)
@@ -109,6 +120,7 @@ def main() -> None:
     deps = dependants(g.relations)
     kinds = {e.iri: e.type for e in g.entities}
     rng = random.Random(3)
+    k8s_nodes = sorted(iri for iri, k in kinds.items() if k == "KubernetesNode")
     faults = [iri for iri, k in kinds.items() if k in FAULT_KINDS
               and len(impacted(deps, iri, 2)) >= 2]
     env = {**os.environ, "AUTOCNC_DATA_DIR": str(data), "AUTOCNC_STORE": args.store}
@@ -124,6 +136,9 @@ def main() -> None:
                 fault = rng.choice(faults)
                 victims = impacted(deps, fault, args.alerts)
                 batch, at = incident_batch(i, fault, victims)
+                if args.churn:
+                    client.post("/v1/facts", json=churn_batch(i, k8s_nodes, rng).to_json()
+                                ).raise_for_status()
                 client.post("/v1/facts", json=batch.to_json()).raise_for_status()
                 body = {"window": {"start": at.isoformat(),
                                    "end": (at + timedelta(minutes=5)).isoformat()}}

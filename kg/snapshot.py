@@ -31,11 +31,15 @@ JOURNAL = 2_000  # entries the journal keeps; older ones: "unknown", consumers r
 
 @dataclass(frozen=True)
 class Touched:
-    """What one change-log entry touched: its relation types and entity node ids."""
+    """What one change-log entry touched: its relation types and entity node ids, and what
+    it changed in the snapshot's structure: relations that are new or changed validity,
+    and entities that existed before and changed class or validity."""
 
     seq: int
     relation_types: frozenset[str]
     nodes: tuple[int, ...]
+    relations: tuple[RelKey, ...] = ()
+    changed_nodes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -73,21 +77,23 @@ class AnalyticSnapshot:
                 self.__dict__.update(fresh.__dict__)
                 return applied + len(entries)
             for e in entries:
-                self._apply_payload(e.batch)
+                changed = self._apply_payload(e.batch)
                 self.events.apply_payload(e.batch)
-                self._journal(e.seq, e.batch)
+                self._journal(e.seq, e.batch, *changed)
             self.watermark = self.events.watermark = entries[-1].seq
             applied += len(entries)
             if len(entries) < limit:  # that was all there is: spare the empty round trip
                 break
         return applied
 
-    def _journal(self, seq: int, batch: dict[str, Any]) -> None:
+    def _journal(self, seq: int, batch: dict[str, Any], relations: tuple[RelKey, ...],
+                 changed_nodes: tuple[int, ...]) -> None:
         if len(self.journal) == self.journal.maxlen:
             self.journal_from = self.journal[0].seq
         self.journal.append(Touched(
             seq, frozenset(f["type"] for f in batch.get("relations", [])),
-            tuple(self.index[f["iri"]] for f in batch.get("entities", []))))
+            tuple(self.index[f["iri"]] for f in batch.get("entities", [])),
+            relations, changed_nodes))
 
     def touched_since(self, watermark: int) -> list[Touched] | None:
         """What the entries after ``watermark`` touched; None when the journal does not
@@ -113,16 +119,29 @@ class AnalyticSnapshot:
         if ents or rels:
             self._csr = None
 
-    def _apply_payload(self, batch: dict[str, Any]) -> None:
+    def _apply_payload(self, batch: dict[str, Any]
+                       ) -> tuple[tuple[RelKey, ...], tuple[int, ...]]:
+        """Apply one entry; returns the relations it created or changed the validity of,
+        and the existing entities whose class or validity it changed."""
+        known = len(self.iris)
+        changed_nodes = []
         for f in batch.get("entities", []):
             i = self._node(f["iri"])
-            self.kinds[i] = f["type"]
-            self.alive[i] = f.get("validTo") is None
+            kind, alive = f["type"], f.get("validTo") is None
+            if i < known and (self.kinds[i] != kind or self.alive[i] != alive):
+                changed_nodes.append(i)
+            self.kinds[i] = kind
+            self.alive[i] = alive
+        relations = []
         for f in batch.get("relations", []):
             self._node(f["start"])
             self._node(f["end"])
-            self.edges[(f["type"], f["start"], f["end"])] = f.get("validTo") is None
+            key, valid = (f["type"], f["start"], f["end"]), f.get("validTo") is None
+            if self.edges.get(key) is not valid:
+                relations.append(key)
+            self.edges[key] = valid
         self._csr = None
+        return tuple(relations), tuple(changed_nodes)
 
     def _node(self, iri: str) -> int:
         i = self.index.get(iri)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import yaml
 
 from kg.errors import ConfigError
-from kg.snapshot import AnalyticSnapshot
+from kg.snapshot import AnalyticSnapshot, Touched
 from ontology import Ontology
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "ontology" / "rules"
@@ -100,10 +100,19 @@ def sub_properties(onto: Ontology, name: str) -> set[str]:
     return out
 
 
+_Best = dict[tuple[int, int], tuple[float, int, str]]  # (effect, cause) -> weight, rule, rel
+
+
 @dataclass
 class PropagationGraph:
     """``W[effect, cause]``: the strongest rule weight by which ``cause`` can impact
-    ``effect``; ``rule_of[(effect, cause)]`` the rule (index) and the relation used."""
+    ``effect``; ``rule_of[(effect, cause)]`` the rule (index) and the relation used (ties:
+    the first rule in file order, then the relation name).
+
+    Compiled once (:meth:`build`), then patched from the snapshot's journal
+    (:meth:`updated`): new relations, relations retired or back, retired entities only
+    change the entries between the entities they touch, so topology churn (pods scheduled
+    and deleted) does not recompile the whole graph."""
 
     W: sp.csr_matrix
     rule_of: dict[tuple[int, int], tuple[int, str]]
@@ -113,34 +122,11 @@ class PropagationGraph:
     @classmethod
     def build(cls, snap: AnalyticSnapshot, onto: Ontology,
               rules: Sequence[PropagationRule]) -> PropagationGraph:
-        kind_ok: dict[tuple[str, str], bool] = {}
-
-        def is_a(kind: str, cls_name: str) -> bool:
-            key = (kind, cls_name)
-            if key not in kind_ok:
-                kind_ok[key] = kind in onto.classes and onto.is_subclass(kind, cls_name)
-            return kind_ok[key]
-
-        by_rel: dict[str, list[int]] = {}
-        for r_i, rule in enumerate(rules):
-            for rel in sub_properties(onto, rule.relation):
-                by_rel.setdefault(rel, []).append(r_i)
-        best: dict[tuple[int, int], tuple[float, int, str]] = {}
-        for (rel, start, end), valid in snap.edges.items():
-            if not valid or rel not in by_rel:
-                continue
-            s, e = snap.index[start], snap.index[end]
-            if not (snap.alive[s] and snap.alive[e]):
-                continue
-            for r_i in by_rel[rel]:
-                rule = rules[r_i]
-                effect, cause = (s, e) if rule.direction == "effect-to-cause" else (e, s)
-                if not (is_a(snap.kinds[cause], rule.cause)
-                        and is_a(snap.kinds[effect], rule.effect)):
-                    continue
-                old = best.get((effect, cause))
-                if old is None or rule.weight > old[0]:
-                    best[(effect, cause)] = (rule.weight, r_i, rel)
+        match = _Matcher(onto, rules)
+        best: _Best = {}
+        for key, valid in snap.edges.items():
+            if valid and key[0] in match.by_rel:
+                match.add(snap, key, best)
         n = snap.node_count
         if best:
             keys = np.array(list(best), dtype=np.int64)
@@ -149,3 +135,91 @@ class PropagationGraph:
         else:
             W = sp.csr_matrix((n, n), dtype=np.float64)
         return cls(W, {k: (v[1], v[2]) for k, v in best.items()}, rules, snap.watermark)
+
+    def updated(self, snap: AnalyticSnapshot, onto: Ontology,
+                touched: Sequence[Touched]) -> PropagationGraph | None:
+        """This graph brought up to ``snap`` by the changes ``touched`` lists (a new graph,
+        or this one grown when nothing that rules read changed); None when a change needs a
+        full :meth:`build` (an existing entity changed class or came back)."""
+        match = _Matcher(onto, self.rules)
+        old_n, n = self.W.shape[0], snap.node_count
+        pairs: set[tuple[int, int]] = set()
+        dead: set[int] = set()
+        for t in touched:
+            for i in t.changed_nodes:
+                if snap.alive[i] or i in dead:  # a class change, or an entity come back
+                    return None
+                dead.add(i)
+            for rel, start, end in t.relations:
+                if rel in match.by_rel:
+                    a, b = snap.index[start], snap.index[end]
+                    pairs.add((min(a, b), max(a, b)))
+        if not pairs and not dead:
+            if old_n < n:
+                self.W.resize((n, n))
+            self.watermark = snap.watermark
+            return self
+        best: _Best = {}
+        for a, b in sorted(pairs):  # every relation between the two, either way
+            for rel in match.by_rel:
+                for key in ((rel, snap.iris[a], snap.iris[b]), (rel, snap.iris[b], snap.iris[a])):
+                    if snap.edges.get(key):
+                        match.add(snap, key, best)
+        coo = self.W.tocoo()
+        rows, cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        drop = np.zeros(len(rows), dtype=bool)
+        if dead:
+            gone = np.fromiter(dead, dtype=np.int64)
+            drop |= np.isin(rows, gone) | np.isin(cols, gone)
+        if pairs:
+            lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
+            codes = lo * max(n, 1) + hi
+            wanted = np.array([a * max(n, 1) + b for a, b in pairs], dtype=np.int64)
+            drop |= np.isin(codes, wanted)
+        keep = ~drop
+        rule_of = self.rule_of  # handed over to the new graph: this one is replaced
+        for key in zip(rows[drop].tolist(), cols[drop].tolist(), strict=True):
+            rule_of.pop(key, None)
+        rule_of.update({k: (v[1], v[2]) for k, v in best.items()})
+        new = np.array(list(best), dtype=np.int64).reshape(-1, 2)
+        W = sp.csr_matrix(
+            (np.concatenate([coo.data[keep], [v[0] for v in best.values()]]),
+             (np.concatenate([rows[keep], new[:, 0]]), np.concatenate([cols[keep], new[:, 1]]))),
+            shape=(n, n))
+        return PropagationGraph(W, rule_of, self.rules, snap.watermark)
+
+
+class _Matcher:
+    """Which rules a relation between two entities of given classes fires."""
+
+    def __init__(self, onto: Ontology, rules: Sequence[PropagationRule]) -> None:
+        self.onto, self.rules = onto, rules
+        self.by_rel: dict[str, list[int]] = {}
+        for r_i, rule in enumerate(rules):
+            for rel in sorted(sub_properties(onto, rule.relation)):
+                self.by_rel.setdefault(rel, []).append(r_i)
+        self._is_a: dict[tuple[str, str], bool] = {}
+
+    def is_a(self, kind: str, cls_name: str) -> bool:
+        key = (kind, cls_name)
+        if key not in self._is_a:
+            self._is_a[key] = kind in self.onto.classes and self.onto.is_subclass(kind, cls_name)
+        return self._is_a[key]
+
+    def add(self, snap: AnalyticSnapshot, key: tuple[str, str, str], best: _Best) -> None:
+        """Fold the rules the valid relation ``key`` fires into ``best``."""
+        rel, start, end = key
+        s, e = snap.index[start], snap.index[end]
+        if not (snap.alive[s] and snap.alive[e]):
+            return
+        for r_i in self.by_rel[rel]:
+            rule = self.rules[r_i]
+            effect, cause = (s, e) if rule.direction == "effect-to-cause" else (e, s)
+            if not (self.is_a(snap.kinds[cause], rule.cause)
+                    and self.is_a(snap.kinds[effect], rule.effect)):
+                continue
+            old = best.get((effect, cause))
+            # the strongest rule; among equals the first rule, then the relation name, so
+            # that a patch and a full build agree whatever order they meet relations in
+            if old is None or (-rule.weight, r_i, rel) < (-old[0], old[1], old[2]):
+                best[(effect, cause)] = (rule.weight, r_i, rel)

@@ -18,6 +18,7 @@ from kg.graph import KnowledgeGraph
 from ontology import mint_iri
 from reasoning.rca import EVIDENCE_KINDS, EVIDENCE_QUERY, RCAService
 from reasoning.rca.reach import blast_radii, effects_of
+from reasoning.rules import PropagationGraph
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 WINDOWS = [(T0 - timedelta(minutes=30), T0 + timedelta(minutes=5)),
@@ -164,7 +165,7 @@ def test_event_index_answers_the_rca_queries_after_writes_updates_and_retirement
         (incremental.props, incremental.kinds, incremental.retired)
 
 
-def test_fresh_events_keep_the_compiled_rules_and_topology_changes_recompile(
+def test_fresh_events_keep_the_compiled_rules_and_topology_changes_patch_them(
         kg: KnowledgeGraph) -> None:
     demo = generate_demo(7)
     kg.write(demo.batch)
@@ -174,10 +175,51 @@ def test_fresh_events_keep_the_compiled_rules_and_topology_changes_recompile(
     kg.write(_events(targets))  # events only: the same compiled graph, grown
     assert svc.propagation_graph() is graph
     assert graph.W.shape[0] == kg.snapshot.node_count
-    link = sorted({r.end for r in demo.batch.relations if r.type == "routedOver"})[0]
+    routed = {(r.start, r.end) for r in demo.batch.relations if r.type == "routedOver"}
+    kg.write(FactBatch.of("evtest", relations=[  # the same relations again: no change
+        Relation("routedOver", a, b) for a, b in sorted(routed)[:3]]))
+    assert svc.propagation_graph() is graph
+    link = next(b for b in sorted({b for _, b in routed}) if (targets[0], b) not in routed)
     kg.write(FactBatch.of("evtest", relations=[Relation("routedOver", targets[0], link)]))
-    assert svc.propagation_graph() is not graph  # a rule relation changed
+    assert svc.propagation_graph() is not graph  # a rule relation was added
     assert kg.snapshot.touched_since(0) is None  # older than the journal: unknown
+
+
+def _same_as_a_build(kg: KnowledgeGraph, svc: RCAService) -> None:
+    patched = svc.propagation_graph()
+    built = PropagationGraph.build(kg.snapshot, kg.onto, svc.rules)
+    assert patched.W.shape == built.W.shape
+    assert (patched.W != built.W).nnz == 0
+    assert patched.rule_of == built.rule_of
+
+
+def test_topology_churn_patches_the_compiled_rules_like_a_full_build(
+        kg: KnowledgeGraph) -> None:
+    """New pods and their relations, a retired relation, a retired pod: the patched graph
+    equals a compilation from scratch; a class change recompiles."""
+    demo = generate_demo(7)
+    kg.write(demo.batch)
+    svc = RCAService(kg)
+    first = svc.propagation_graph()
+    runs_on = sorted((r.start, r.end) for r in demo.batch.relations if r.type == "runsOn"
+                     and "/Pod/" in r.start)
+    pod, node = runs_on[0]
+    new_pod = mint_iri("churn", "Pod", "default/web-7f9c")
+    kg.write(FactBatch.of("churn", [Entity(new_pod, "Pod", {"name": "web-7f9c"})],
+                          [Relation("runsOn", new_pod, node)]))
+    _same_as_a_build(kg, svc)
+    assert svc.propagation_graph() is not first
+    kg.write(FactBatch.of("churn", relations=[
+        Relation("runsOn", pod, node, valid_to=T0)]))  # a retired relation
+    _same_as_a_build(kg, svc)
+    kg.write(FactBatch.of("churn", [Entity(new_pod, "Pod", {"name": "web-7f9c"},
+                                           valid_to=T0)]))  # a deleted pod
+    _same_as_a_build(kg, svc)
+    assert svc.propagation_graph().W[kg.snapshot.index[new_pod]].nnz == 0
+    kg.write(FactBatch.of("churn", relations=[Relation("runsOn", pod, node)]))  # back
+    _same_as_a_build(kg, svc)
+    kg.write(FactBatch.of("churn", [Entity(new_pod, "Deployment", {"name": "web"})]))
+    _same_as_a_build(kg, svc)  # a class change: compiled again from scratch
 
 
 def test_blast_radii_match_a_breadth_first_walk_and_the_cached_transpose_grows() -> None:

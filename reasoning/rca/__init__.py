@@ -100,17 +100,18 @@ class RCAService:
         self._compiled_on: AnalyticSnapshot | None = None  # the snapshot ``_graph`` is of
 
     def propagation_graph(self) -> PropagationGraph:
-        """The rules compiled against the snapshot; recompiled only when a change touched
-        what rules read (their relations, or existing resources), so fresh alerts and
-        anomalies cost nothing here."""
+        """The rules compiled against the snapshot, patched from the snapshot's journal
+        when the topology changed (:meth:`PropagationGraph.updated`) and grown for new
+        entities, so fresh alerts and anomalies cost nothing here and topology churn costs
+        only the entries it touches. Recompiled in full when the journal does not reach
+        back far enough, after a reindex, or when an entity changed class."""
         snap = self.kg.snapshot  # caught up with the change log
         g = self._graph if self._compiled_on is snap else None  # (reindex: a new snapshot)
-        if g is not None and g.watermark != snap.watermark and self._irrelevant(g, snap):
-            n = snap.node_count
-            if g.W.shape[0] < n:
-                g.W.resize((n, n))
-            g.watermark = snap.watermark
-        if g is None or g.watermark != snap.watermark:
+        if g is not None and g.watermark != snap.watermark:
+            touched = snap.touched_since(g.watermark)
+            g = g.updated(snap, self.kg.onto, touched) if touched is not None else None
+            self._graph = g
+        if g is None:
             g = self._graph = PropagationGraph.build(snap, self.kg.onto, self.rules)
             self._compiled_on = snap
         return g
@@ -118,30 +119,6 @@ class RCAService:
     def warm(self) -> None:
         """Build the snapshot (and its event index) and compile the rules now."""
         self.propagation_graph()
-
-    def _irrelevant(self, g: PropagationGraph, snap: AnalyticSnapshot) -> bool:
-        """Whether the changes since ``g`` was compiled leave it valid (the snapshot's
-        journal says what each entry touched; past its reach: not known, recompile)."""
-        from reasoning.rules import sub_properties
-
-        if not hasattr(self, "_relevant_rels"):
-            self._relevant_rels = {p for r in self.rules
-                                   for p in sub_properties(self.kg.onto, r.relation)}
-            self._rule_classes = {c for r in self.rules for c in (r.cause, r.effect)}
-        touched = snap.touched_since(g.watermark)
-        if touched is None:
-            return False
-        onto = self.kg.onto
-        for entry in touched:
-            if entry.relation_types & self._relevant_rels:
-                return False
-            for i in entry.nodes:
-                if i < g.W.shape[0]:
-                    kind = snap.kinds[i]
-                    if kind in onto.classes and any(
-                            onto.is_subclass(kind, c) for c in self._rule_classes):
-                        return False
-        return True
 
     def evidence(self, start: datetime, end: datetime) -> list[Evidence]:
         """The events about entities starting in ``start``..``end`` (what EVIDENCE_QUERY
