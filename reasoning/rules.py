@@ -178,8 +178,8 @@ class PropagationGraph:
             drop |= np.isin(codes, wanted)
         keep = ~drop
         rule_of = self.rule_of  # handed over to the new graph: this one is replaced
-        for key in zip(rows[drop].tolist(), cols[drop].tolist(), strict=True):
-            rule_of.pop(key, None)
+        for effect, cause in zip(rows[drop].tolist(), cols[drop].tolist(), strict=True):
+            rule_of.pop((effect, cause), None)
         rule_of.update({k: (v[1], v[2]) for k, v in best.items()})
         new = np.array(list(best), dtype=np.int64).reshape(-1, 2)
         W = sp.csr_matrix(
