@@ -65,6 +65,16 @@ def read_long_csv(inp: Input) -> tuple[pa.Table, np.ndarray, list[int]]:
     """The CSV as string columns, each row's line number, and the lines that had the wrong
     number of cells."""
     header = next(csv.reader([_first_line(inp)]), [])
+    table, invalid = _read_strings(
+        inp, pcsv.ReadOptions(use_threads=False, block_size=1 << 24), header)
+    lines = _line_numbers(2, table.num_rows, invalid)
+    return table, lines, invalid
+
+
+def _read_strings(inp: Input, read_options: pcsv.ReadOptions, columns: list[str]
+                  ) -> tuple[pa.Table, list[int]]:
+    """The CSV with every cell a string (never null), and the line numbers of the rows the
+    reader skipped for having the wrong number of cells."""
     invalid: list[int] = []
 
     def on_invalid(row: pcsv.InvalidRow) -> str:
@@ -74,16 +84,14 @@ def read_long_csv(inp: Input) -> tuple[pa.Table, np.ndarray, list[int]]:
     source = inp.path if inp.path is not None else pa.BufferReader(inp.read_bytes())
     try:
         table = pcsv.read_csv(
-            source,
-            read_options=pcsv.ReadOptions(use_threads=False, block_size=1 << 24),
+            source, read_options=read_options,
             parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid,
                                             ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.string() for c in header}, strings_can_be_null=False))
+                column_types={c: pa.string() for c in columns}, strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as exc:
         raise TableError(f"cannot read CSV: {exc}") from exc
-    lines = _line_numbers(2, table.num_rows, invalid)
-    return table, lines, invalid
+    return table, invalid
 
 
 def _line_numbers(first: int, rows: int, invalid: list[int]) -> np.ndarray:
@@ -231,25 +239,9 @@ def petshop_samples(inp: Input, catalog: SeriesCatalog, scope: str, reject: Reje
         raise TableError("expected the PetShop header rows microservice / metric / "
                          "statistic / unix_timestamp with equal column counts")
     nodes, metrics, stats = rows[0], rows[1], rows[2]
-    invalid: list[int] = []
-
-    def on_invalid(row: pcsv.InvalidRow) -> str:
-        invalid.append(row.number)
-        return "skip"
-
-    source = inp.path if inp.path is not None else pa.BufferReader(inp.read_bytes())
-    try:
-        table = pcsv.read_csv(
-            source,
-            read_options=pcsv.ReadOptions(use_threads=False, skip_rows=4,
-                                          autogenerate_column_names=True),
-            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid,
-                                            ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(len(nodes))},
-                strings_can_be_null=False))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TableError(f"cannot read CSV: {exc}") from exc
+    table, invalid = _read_strings(
+        inp, pcsv.ReadOptions(use_threads=False, skip_rows=4, autogenerate_column_names=True),
+        [f"f{i}" for i in range(len(nodes))])
     for number in invalid:
         reject(f"line {number}", f"expected {len(nodes)} cells", "")
     lines = _line_numbers(5, table.num_rows, invalid)
