@@ -31,15 +31,13 @@ JOURNAL = 2_000  # entries the journal keeps; older ones: "unknown", consumers r
 
 @dataclass(frozen=True)
 class Touched:
-    """What one change-log entry touched: its relation types and entity node ids, and what
-    it changed in the snapshot's structure: relations that are new or changed validity,
-    and entities that existed before and changed class or validity."""
+    """What one change-log entry changed in the snapshot's structure: relations that are
+    new or changed validity, and entities that existed before and changed class or
+    validity (re-sent facts that changed neither are not listed)."""
 
     seq: int
-    relation_types: frozenset[str]
-    nodes: tuple[int, ...]
-    relations: tuple[RelKey, ...] = ()
-    changed_nodes: tuple[int, ...] = ()
+    relations: tuple[RelKey, ...]
+    changed_nodes: tuple[int, ...]
 
 
 @dataclass
@@ -79,21 +77,17 @@ class AnalyticSnapshot:
             for e in entries:
                 changed = self._apply_payload(e.batch)
                 self.events.apply_payload(e.batch)
-                self._journal(e.seq, e.batch, *changed)
+                self._journal(Touched(e.seq, *changed))
             self.watermark = self.events.watermark = entries[-1].seq
             applied += len(entries)
             if len(entries) < limit:  # that was all there is: spare the empty round trip
                 break
         return applied
 
-    def _journal(self, seq: int, batch: dict[str, Any], relations: tuple[RelKey, ...],
-                 changed_nodes: tuple[int, ...]) -> None:
+    def _journal(self, touched: Touched) -> None:
         if len(self.journal) == self.journal.maxlen:
             self.journal_from = self.journal[0].seq
-        self.journal.append(Touched(
-            seq, frozenset(f["type"] for f in batch.get("relations", [])),
-            tuple(self.index[f["iri"]] for f in batch.get("entities", [])),
-            relations, changed_nodes))
+        self.journal.append(touched)
 
     def touched_since(self, watermark: int) -> list[Touched] | None:
         """What the entries after ``watermark`` touched; None when the journal does not
