@@ -26,6 +26,7 @@ from api.alert_receiver import AlertReceiver
 from api.causal_routes import add_causal_routes
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
+from api.periodic import Periodic
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
 from ingest import IngestError
@@ -56,37 +57,31 @@ class ViewSyncer:
     :mod:`kg.graph`), and this applies what they changed once writes pause for ``interval``
     seconds, or every ``max_lag_s`` seconds under sustained writing, many writes in one round
     (cheaper per fact than one by one, and it leaves the CPU to the writers during a burst).
-    SPARQL queries never see the lag: they catch the view up first."""
+    SPARQL queries never see the lag: they catch the view up first. It runs without the
+    request guard: the graph store and Oxigraph are safe to use from this thread, and
+    writers should not wait for the view."""
 
     def __init__(self, kg: KnowledgeGraph, interval: float = 0.5, max_lag_s: float = 5.0
                  ) -> None:
         self.kg, self.interval, self.max_lag_s = kg, interval, max_lag_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rdf-view", daemon=True)
+        self._caught_up = time.monotonic()
+        self._ticker = Periodic("rdf-view", interval, self.tick, "autocnc.api")
 
     def start(self) -> ViewSyncer:
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+        self._ticker.stop(timeout=60)
 
-    def _loop(self) -> None:
-        caught_up = time.monotonic()
-        while not self._stop.wait(self.interval):
-            now = time.monotonic()
-            if not self.kg.rdf_behind:
-                caught_up = now
-                continue
-            if now - self.kg.last_write < self.interval and now - caught_up < self.max_lag_s:
-                continue  # writes are still coming: batch them up
-            caught_up = now
-            try:  # without the request guard: the graph store and Oxigraph are safe to
-                # read and write from this thread, and writers should not wait for the view
-                self.kg.catch_up_rdf()
-            except Exception:  # the next round (or the next SPARQL query) tries again
-                logging.getLogger("autocnc.api").exception("RDF view catch-up failed")
+    def tick(self) -> None:
+        now = time.monotonic()
+        if not self.kg.rdf_behind:
+            self._caught_up = now
+        elif now - self.kg.last_write >= self.interval or \
+                now - self._caught_up >= self.max_lag_s:  # else: writes coming, batch them
+            self._caught_up = now
+            self.kg.catch_up_rdf()
 
 
 class CypherRequest(BaseModel):

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from api.periodic import Periodic
 from ingest.base import Record
 from kg.facts import Entity, FactBatch, Relation, now_utc
 from kg.graph import KnowledgeGraph
@@ -108,12 +109,11 @@ class IncidentWorker:
         self.rca = rca or RCAService(kg)  # the app shares its own: one compiled rule graph
         self.scopes: dict[str, str] = {}  # incident key -> scope
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="incident-rca", daemon=True)
+        self._ticker = Periodic("incident-rca", 1.0, self.tick, "autocnc.incidents")
 
     def start(self) -> IncidentWorker:
         self.restore()
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def restore(self, limit: int = RESTORE_LIMIT) -> int:
@@ -127,8 +127,7 @@ class IncidentWorker:
         return len(incidents)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        self._ticker.stop()
 
     def assign(self, refs: Sequence[AlertRef], scope: str) -> FactBatch:
         """Group alerts into incidents; the facts to write (the caller writes them, e.g. in
@@ -188,15 +187,6 @@ class IncidentWorker:
                 self.kg.write(self._facts([inc]))
             done.append(inc.key)
         return done
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            try:
-                self.tick()
-            except Exception:  # keep ticking; the next tick retries
-                import logging
-
-                logging.getLogger("autocnc.incidents").exception("incident RCA failed")
 
 
 def incident_json(kg: KnowledgeGraph, incident_id: str | None = None, limit: int = 100

@@ -8,7 +8,7 @@ change log (so a crash after a graph write is repaired on the next open).
 A write is durable and visible to Cypher and to the analytic snapshot when ``write``
 returns. The RDF view is caught up *lazily*: a write only marks it behind, and the next use
 of ``kg.rdf`` (a SPARQL query), :meth:`KnowledgeGraph.catch_up_rdf` (the server calls it
-when idle) or ``close`` applies every change since in one round, through Oxigraph's bulk
+when writes pause) or ``close`` applies every change since in one round, through Oxigraph's bulk
 loader when the round is big. Converting each small write to RDF on its own doubled the cost
 of every write; the view still never misses a change (it works from the change log and its
 watermark, and ``/healthz`` shows its lag).
@@ -83,13 +83,14 @@ class KnowledgeGraph:
     def _after_write(self) -> None:
         self._rdf_behind = True
         self.last_write = time.monotonic()
-        if self._snapshot is not None:
-            self._snapshot.refresh(self.store)
-        self._synced = self.lock is not None
+        self._refresh_snapshot()
 
     def sync(self) -> None:
         """Bring every derived view up to date with the change log now."""
         self.catch_up_rdf()
+        self._refresh_snapshot()
+
+    def _refresh_snapshot(self) -> None:
         if self._snapshot is not None:
             self._snapshot.refresh(self.store)
         self._synced = self.lock is not None
