@@ -80,21 +80,14 @@ def demo_graph(kg: KnowledgeGraph) -> KnowledgeGraph:
     return kg
 
 
-def test_cypher_examples_in_the_docs_run(demo_graph: KnowledgeGraph) -> None:
-    found = examples("cypher")
-    assert len(found) >= 4
+@pytest.mark.parametrize(("lang", "at_least"), [("cypher", 4), ("sparql", 2)])
+def test_query_examples_in_the_docs_run(demo_graph: KnowledgeGraph, lang: str,
+                                        at_least: int) -> None:
+    found = examples(lang)
+    assert len(found) >= at_least
+    run = demo_graph.cypher if lang == "cypher" else demo_graph.sparql
     for where, query in found:
         try:
-            demo_graph.cypher(query)
+            run(query)
         except Exception as exc:  # name the example that broke
-            raise AssertionError(f"{where}: {exc}") from exc
-
-
-def test_sparql_examples_in_the_docs_run(demo_graph: KnowledgeGraph) -> None:
-    found = examples("sparql")
-    assert len(found) >= 2
-    for where, query in found:
-        try:
-            demo_graph.sparql(query)
-        except Exception as exc:
             raise AssertionError(f"{where}: {exc}") from exc
