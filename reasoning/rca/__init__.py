@@ -1,10 +1,11 @@
 """RCA over the knowledge graph: :class:`RCAService` ties the engine to the stores.
 
 It keeps the propagation graph compiled against the analytic snapshot (patched when the
-topology changes, see :meth:`RCAService.propagation_graph`), reads the symptoms and the evidence of an incident's
-window from the snapshot's event index (:mod:`kg.events`, in memory: no store query on the
-analysis path), runs :func:`reasoning.rca.engine.analyse`, and can store the result back as
-facts (``RCAResult`` → ``RootCauseCandidate`` → ``EvidencePath``) with provenance.
+topology changes, see :meth:`RCAService.propagation_graph`), reads the symptoms and the
+evidence of an incident's window from the snapshot's event index (:mod:`kg.events`, in
+memory: no store query on the analysis path), runs :func:`reasoning.rca.engine.analyse`,
+and can store the result back as facts (``RCAResult`` → ``RootCauseCandidate`` →
+``EvidencePath``) with provenance.
 """
 
 from __future__ import annotations
