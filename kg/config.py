@@ -7,11 +7,12 @@ config file (``--config FILE`` or ``AUTOCNC_CONFIG``, or ``<data-dir>/config.yam
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from kg.errors import ConfigError
 from ontology import DEFAULT_BASE
@@ -25,7 +26,12 @@ ENV = {
     "neo4j_database": "NEO4J_DATABASE",
     "api_token": "AUTOCNC_API_TOKEN",
     "iri_base": "AUTOCNC_IRI_BASE",
+    "prometheus_url": "AUTOCNC_PROMETHEUS_URL",
+    "prometheus_bearer_token": "AUTOCNC_PROMETHEUS_BEARER_TOKEN",
+    "prometheus_username": "AUTOCNC_PROMETHEUS_USERNAME",
+    "prometheus_password": "AUTOCNC_PROMETHEUS_PASSWORD",
 }
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class Settings(BaseModel):
@@ -46,6 +52,29 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
     max_ingest_bytes: int = Field(256 * 1024 * 1024, gt=0,
                                   description="body bound of POST /v1/ingest/{kind}")
+    # -- the operator's Prometheus, asked per incident (docs/prometheus.md) ----------------
+    prometheus_url: str | None = Field(
+        None, description="base URL of the Prometheus HTTP API (http:// or https://, without "
+                          "/api/v1); None: RCA does not pull series from Prometheus")
+    prometheus_timeout_s: float = Field(10.0, gt=0, le=300,
+                                        description="timeout of one Prometheus API call")
+    prometheus_step_s: float = Field(15.0, gt=0, le=3600,
+                                     description="query_range resolution (widened when a "
+                                                 "window would need over 11,000 points)")
+    prometheus_max_series: int = Field(200, gt=0, le=10_000,
+                                       description="series pulled per incident, at most")
+    prometheus_label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Prometheus label name -> the label name AutoCNC's resolution reads "
+                    "(pod, namespace, service, job, instance, node, ...), e.g. "
+                    "{kubernetes_pod_name: pod, app: service}; applied to every label set "
+                    "resolved (pulled series, alerts, ingested metrics)")
+    prometheus_target_alerts: tuple[str, ...] = Field(
+        (), description="alert names, besides the well-known ones, whose alerts are about "
+                        "a scrape target (an `up == 0` rule): they resolve by job first")
+    prometheus_bearer_token: str | None = Field(None, repr=False)
+    prometheus_username: str | None = Field(None, description="HTTP basic auth user")
+    prometheus_password: str | None = Field(None, repr=False, validate_default=True)
 
     @field_validator("neo4j_uri")
     @classmethod
@@ -53,6 +82,47 @@ class Settings(BaseModel):
         if v is not None and not v.startswith(("bolt://", "bolt+s://", "bolt+ssc://",
                                                "neo4j://", "neo4j+s://", "neo4j+ssc://")):
             raise ValueError("must be a bolt:// or neo4j:// URI")
+        return v
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")) or len(v.split("://", 1)[1]) == 0:
+            raise ValueError("must be an http:// or https:// URL (the Prometheus server, "
+                             "e.g. http://prometheus:9090)")
+        if v.endswith("/api/v1"):
+            raise ValueError("give the server's base URL, without /api/v1")
+        return v
+
+    @field_validator("prometheus_label_map")
+    @classmethod
+    def _label_map(cls, v: dict[str, str]) -> dict[str, str]:
+        from ingest.resolve import RESOLUTION_LABELS  # the vocabulary resolution reads
+
+        for source, target in v.items():
+            for name in (source, target):
+                if not _LABEL_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not a Prometheus label name")
+            if target not in RESOLUTION_LABELS:
+                raise ValueError(f"{source!r} maps to {target!r}, which label resolution "
+                                 f"does not read; use one of {', '.join(RESOLUTION_LABELS)}")
+            if source == target:
+                raise ValueError(f"{source!r} maps to itself")
+        return v
+
+    @field_validator("prometheus_password")
+    @classmethod
+    def _prometheus_auth(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # the last Prometheus field: the token and the user are validated by now
+        if v is not None and not info.data.get("prometheus_username"):
+            raise ValueError("needs prometheus_username (HTTP basic auth)")
+        if info.data.get("prometheus_bearer_token") and (v or info.data.get(
+                "prometheus_username")):
+            raise ValueError("basic auth and prometheus_bearer_token exclude each other: "
+                             "give one way to authenticate to Prometheus")
         return v
 
     def store_options(self) -> dict[str, Any]:
