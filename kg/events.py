@@ -26,6 +26,7 @@ matters to RCA only between equals (which of two equally strong anomalies is the
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +39,7 @@ from kg.store.base import FactState, RelKey
 # What RCA reads of an entity (kg.events users: reasoning/rca).
 PROPERTIES = ("startTime", "endTime", "anomalyScore", "metricName", "eventKind", "count",
               "name", "direction", "baselineValue", "observedValue", "alertStatus", "labels",
-              "ingestScope", "confidence")
+              "ingestScope", "confidence", "seriesId")
 RELATIONS = ("aboutEntity", "instanceOf", "detectedIn", "observes", "causeType",
              "effectType", "partOfIncident")
 EvidenceRow = tuple[Any, ...]  # the columns of reasoning.rca.EVIDENCE_QUERY
@@ -60,6 +61,7 @@ class EventIndex:
     watermark: int = 0
     _observed: frozenset[str] | None = None  # caches, dropped when what they read changes
     _causal: dict[tuple[str, str], float] | None = None
+    _series: dict[str, list[str]] | None = None  # entity -> the series observing it
 
     @classmethod
     def empty(cls, schema: StoreSchema, order: Mapping[str, int]) -> EventIndex:
@@ -86,7 +88,7 @@ class EventIndex:
     def finish_scan(self, watermark: int) -> None:
         self.times.sort()
         self.watermark = watermark
-        self._observed = self._causal = None
+        self._observed = self._causal = self._series = None
 
     def apply_payload(self, batch: Mapping[str, Any]) -> None:
         """One change-log entry: merge each entity's tracked properties as the store did."""
@@ -118,7 +120,7 @@ class EventIndex:
         else:
             self.retired.discard(iri)
         if was_retired != retired or "confidence" in given:
-            self._observed = self._causal = None
+            self._observed = self._causal = self._series = None
 
     def _move(self, iri: str, old: Any, new: Any) -> None:
         if isinstance(old, datetime):
@@ -136,7 +138,7 @@ class EventIndex:
         if rel == "partOfIncident":
             self.members.setdefault(end, {})[start] = None
         elif rel in ("observes", "causeType", "effectType"):
-            self._observed = self._causal = None
+            self._observed = self._causal = self._series = None
 
     # -- reading -----------------------------------------------------------------------------
     def between(self, t0: datetime, t1: datetime) -> list[str]:
@@ -161,12 +163,13 @@ class EventIndex:
             for x in self.targets("aboutEntity", iri):
                 for t in self.targets("instanceOf", iri) or _NONE:
                     for s in self.targets("detectedIn", iri) or _NONE:
-                        name = self.props.get(s, {}).get("name") if s else None
+                        sp = self.props.get(s, {}) if s else {}
                         rows.append((iri, kind, x, p.get("startTime"), p.get("anomalyScore"),
                                      p.get("metricName"), p.get("eventKind"), p.get("count"),
                                      p.get("name"), t, p.get("direction"),
                                      p.get("baselineValue"), p.get("observedValue"),
-                                     p.get("endTime"), name))
+                                     p.get("endTime"), sp.get("name"),
+                                     sp.get("seriesId")))
         return rows
 
     def alert_rows(self, iris: Collection[str]) -> list[AlertRow]:
@@ -198,6 +201,26 @@ class EventIndex:
             self._observed = frozenset(x for s, xs in self.out["observes"].items()
                                        if s not in self.retired for x in xs)
         return self._observed
+
+    def series_of(self, entity: str) -> list[tuple[str, str, dict[str, str]]]:
+        """``(series id, metric name, labels)`` of the series not retired that ``observes``
+        ``entity`` (the local time-series store's ids), in creation order."""
+        if self._series is None:
+            found: dict[str, list[str]] = {}
+            for s in sorted(self.out["observes"], key=self.order.__getitem__):
+                if s not in self.retired:
+                    for x in self.out["observes"][s]:
+                        found.setdefault(x, []).append(s)
+            self._series = found
+        out = []
+        for s in self._series.get(entity, ()):
+            p = self.props.get(s, {})
+            sid, metric = p.get("seriesId"), p.get("metricName")
+            if sid and metric:
+                raw = p.get("labels")
+                labels = json.loads(raw) if isinstance(raw, str) and raw else {}
+                out.append((str(sid), str(metric), {str(k): str(v) for k, v in labels.items()}))
+        return out
 
     def causal_edges(self) -> dict[tuple[str, str], float]:
         """(cause type, effect type) -> confidence of the causal edges not retired; where two

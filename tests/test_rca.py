@@ -59,14 +59,19 @@ def test_link_failure_is_the_top_cause_with_valid_evidence_paths(demo_kg) -> Non
     result = RCAService(kg).analyse(symptoms)
     top = result.candidates[0]
     assert top.entity == link and top.kind == "NetworkLink"
-    assert top.signals["coverage"] == 1.0 and top.signals["anomaly"] > 0.8
+    assert top.signals["origin"] > 0 and top.signals["chain"] == 1.0
     assert "link failure" in top.hypothesis and "packet_loss_ratio" in top.hypothesis
     assert top.evidence and top.evidence[0].kind == "Anomaly"
+    kinds = top.to_json()["evidenceKinds"]
+    assert kinds["errors"]["status"] == "present" and kinds["latency"]["status"] == "missing"
+    # the symptoms' own alerts are explained by the link, so none outranks it
+    assert all(c.score < top.score for c in result.candidates[1:])
     # every hop of every explanation is a relation that exists in the graph
     for cand in result.candidates:
         for path in cand.paths:
-            assert path["entities"][0] == cand.entity
-            assert path["entities"][-1] == path["symptom"]
+            assert path["entities"][0] in cand.to_json()["component"]
+            # ends at the symptom, or at a member of its component (its pod, its service)
+            assert path["entities"][-1] == path["symptom"] or path["symptomVia"] == "component"
             keys = [(h["relation"], h["start"], h["end"]) for h in path["hops"]]
             _, found = kg.store.fetch([], keys)
             assert set(found) == set(keys)

@@ -214,6 +214,13 @@ def test_an_incident_through_ingest_and_rca_service(kg: KnowledgeGraph) -> None:
     result = rca.analyse(symptoms)
     top = result.candidates[0]
     assert top.entity == mint_iri(scope, "Service", "db")
-    assert top.signals["root"] > 0.5 and top.signals["path"] > 0.5
+    assert top.signals["origin"] > 0 and top.signals["chain"] == 1.0
     ev = next(e for e in top.evidence if e.kind == "Anomaly")
     assert ev.direction == "up" and ev.series and 'service="db"' in ev.series
+    # the series itself, judged against the trailing reference, is cited
+    cited = top.to_json()["series"]
+    assert cited[0]["metric"] == "latency_seconds" and cited[0]["labels"] == {"service": "db"}
+    assert cited[0]["status"] == "judged" and cited[0]["deviation"] > 3
+    # the callers' latency is explained by db's: they rank below it
+    scores = {c.entity: c.score for c in result.candidates}
+    assert scores[mint_iri(scope, "Service", "api")] < top.score

@@ -48,7 +48,7 @@ def link_incident(kg: KnowledgeGraph) -> list[Candidate]:
         "startTime": T0 - timedelta(minutes=1)})], [Relation("aboutEntity", anomaly, link)]))
     symptoms = [Symptom(d, "ServiceLatencyHigh", T0 + timedelta(seconds=20 * i))
                 for i, d in enumerate(deps)]
-    candidates = RCAService(kg).analyse(symptoms).candidates
+    candidates = RCAService(kg, ranker="signals").analyse(symptoms).candidates
     assert candidates[0].entity == link and len(candidates) >= 3
     return candidates
 
@@ -90,12 +90,12 @@ def test_trained_gnn_reranks_only_when_enabled(kg: KnowledgeGraph) -> None:
 
     # Through the service: off by default, on when the weights file says so.
     symptoms = link_symptoms(kg)
-    default = RCAService(kg).analyse(symptoms).to_json()
+    default = RCAService(kg, ranker="signals").analyse(symptoms).to_json()
     assert default["learned"]["disabled"] == ["gnn"]
     assert default["candidates"][0]["entity"] == cands[0].entity
     Weights().save(kg.settings.data_dir / "models" / "rca-weights.json",
                    learned=GNN_ON.to_json())
-    fused = RCAService(kg).analyse(symptoms).to_json()
+    fused = RCAService(kg, ranker="signals").analyse(symptoms).to_json()
     assert fused["learned"]["applied"] == {"gnn": "v0001"}
     assert fused["candidates"][0]["entity"] == target
     assert "gnn" in fused["candidates"][0]["contributions"]

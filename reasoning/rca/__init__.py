@@ -1,11 +1,14 @@
-"""RCA over the knowledge graph: :class:`RCAService` ties the engine to the stores.
+"""RCA over the knowledge graph: :class:`RCAService` ties the rankers to the stores.
 
 It keeps the propagation graph compiled against the analytic snapshot (patched when the
 topology changes, see :meth:`RCAService.propagation_graph`), reads the symptoms and the
-evidence of an incident's window from the snapshot's event index (:mod:`kg.events`, in
-memory: no store query on the analysis path), runs :func:`reasoning.rca.engine.analyse`,
-and can store the result back as facts (``RCAResult`` → ``RootCauseCandidate`` →
-``EvidencePath``) with provenance.
+events of an incident's window from the snapshot's event index (:mod:`kg.events`, in
+memory: no store query on the analysis path), asks its series sources for the incident's
+series (the local time-series store, and the operator's Prometheus when configured), runs
+a ranker picked by name (:data:`RANKERS`: ``origin``, the default,
+:mod:`reasoning.rca.origin_rank`; ``signals``, the earlier weighted-signal engine
+:mod:`reasoning.rca.engine`), and can store the result back as facts (``RCAResult`` →
+``RootCauseCandidate`` → ``EvidencePath``) with provenance.
 """
 
 from __future__ import annotations
@@ -26,15 +29,19 @@ from reasoning.rca.engine import (
     Weights,
     analyse,
 )
+from reasoning.rca.evidence.sources import LocalSeries, SeriesSource
 from reasoning.rca.learned import LearnedSettings, apply_learned
+from reasoning.rca.origin_rank import OriginConfig, rank
 from reasoning.rules import PropagationGraph, PropagationRule, load_rules
 
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
     from kg.snapshot import AnalyticSnapshot
 
-__all__ = ["Candidate", "Evidence", "RCAConfig", "RCAResult", "RCAService", "Symptom",
-           "Weights"]
+__all__ = ["RANKERS", "Candidate", "Evidence", "OriginConfig", "RCAConfig", "RCAResult",
+           "RCAService", "Symptom", "Weights"]
+
+RANKERS = ("origin", "signals")  # origin: the default (reasoning/rca/origin_rank.py)
 
 EVIDENCE_KINDS = ["Anomaly", "LogEvent", "Alert", "Alarm"]
 # The store queries that the event index answers from memory (kg/events.py); kept as the
@@ -45,7 +52,8 @@ EVIDENCE_QUERY = (
     "OPTIONAL MATCH (e)-[:instanceOf]->(t:Entity) "
     "OPTIONAL MATCH (e)-[:detectedIn]->(s:Entity) "
     "RETURN e.iri, e.kind, x.iri, e.startTime, e.anomalyScore, e.metricName, e.eventKind, "
-    "e.count, e.name, t.iri, e.direction, e.baselineValue, e.observedValue, e.endTime, s.name"
+    "e.count, e.name, t.iri, e.direction, e.baselineValue, e.observedValue, e.endTime, s.name, "
+    "s.seriesId"
 )
 
 
@@ -58,11 +66,17 @@ class RCAResult:
     weights: str = "default"
     iri: str | None = None
     learned: dict[str, Any] = field(default_factory=dict)  # applied / skipped / disabled
+    ranker: str = "origin"
+    total: int = 0  # candidates before the limit
+    evidence: dict[str, Any] = field(default_factory=dict)  # sources asked, what failed
 
     def to_json(self) -> dict[str, Any]:
         return {
             "iri": self.iri,
+            "ranker": self.ranker,
             "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
+            "evidence": self.evidence,
+            "totalCandidates": self.total,
             "symptoms": [{"entity": s.entity, "name": s.name, "at": s.at.isoformat(),
                           "alert": s.alert} for s in self.symptoms],
             "unresolved": self.unresolved,
@@ -90,8 +104,18 @@ class RCAResult:
 class RCAService:
     def __init__(self, kg: KnowledgeGraph, rules: Sequence[PropagationRule] | None = None,
                  weights: Weights | None = None, config: RCAConfig | None = None,
-                 learned: LearnedSettings | None = None) -> None:
+                 learned: LearnedSettings | None = None, *, ranker: str = "origin",
+                 origin: OriginConfig | None = None,
+                 sources: Sequence[SeriesSource] | None = None) -> None:
+        """``ranker``: ``origin`` (default) or ``signals`` (the weighted-signal engine, with
+        ``weights``, ``config`` and the learned stage). ``sources``: series sources asked
+        besides the local time-series store (e.g. a Prometheus)."""
+        if ranker not in RANKERS:
+            raise ValueError(f"rca: unknown ranker {ranker!r}; one of {', '.join(RANKERS)}")
         self.kg = kg
+        self.ranker = ranker
+        self.origin = origin or OriginConfig()
+        self.sources = list(sources or [])
         self.rules = list(rules) if rules is not None else load_rules(kg.onto)
         weights_file = kg.settings.data_dir / "models" / "rca-weights.json"
         self.weights = weights or Weights.load(weights_file)
@@ -127,12 +151,13 @@ class RCAService:
         rows = self.kg.snapshot.events.evidence_rows(EVIDENCE_KINDS, start, end)
         out = []
         for (iri, kind, entity, at, z, metric, ev_kind, count, name, etype, direction,
-             baseline, observed, until, series) in rows:
+             baseline, observed, until, series, series_id) in rows:
             score = float(z) if z is not None else float(count or 0)
             out.append(Evidence(entity, kind, at, iri, score,
                                 str(metric or ev_kind or name or ""), etype,
                                 direction=direction or "", baseline=baseline,
-                                observed=observed, until=until, series=series))
+                                observed=observed, until=until, series=series,
+                                series_id=series_id))
         return out
 
     def observed(self) -> frozenset[str]:
@@ -143,15 +168,35 @@ class RCAService:
         """Learned causal edges between event types: (cause type, effect type) -> confidence."""
         return self.kg.snapshot.events.causal_edges()
 
+    def series_sources(self) -> list[SeriesSource]:
+        """The local time-series store (through the snapshot's series catalogue), then the
+        configured sources."""
+        from kg.timeseries import TimeSeriesStore
+
+        data_dir = self.kg.settings.data_dir
+        local = LocalSeries(self.kg.snapshot.events,
+                            lambda: TimeSeriesStore.open(data_dir, read_only=True))
+        return [local, *self.sources]
+
     def analyse(self, symptoms: Sequence[Symptom], *, start: datetime | None = None,
-                end: datetime | None = None, lookback: timedelta = timedelta(minutes=30)
-                ) -> RCAResult:
-        """Rank root causes of ``symptoms``; evidence is read from ``start``..``end``
-        (default: ``lookback`` before the first symptom until the last one)."""
+                end: datetime | None = None, lookback: timedelta = timedelta(minutes=30),
+                reference: tuple[datetime, datetime] | None = None,
+                limit: int | None = 10) -> RCAResult:
+        """Rank root causes of ``symptoms``. ``reference``: a known fault-free window to
+        judge series against (default: a trailing window before the incident, cleaned of
+        anomalous points); ``limit``: candidates returned (None: all). The ``signals``
+        ranker reads events from ``start``..``end`` (default: ``lookback`` before the first
+        symptom until 5 minutes after the last)."""
         if not symptoms:
             raise ValueError("RCA needs at least one symptom")
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be >= 1 (or None for all)")
+        if reference is not None and not reference[0] < reference[1]:
+            raise ValueError("reference: start must be before end")
         first = min(s.at for s in symptoms)
         last = max(s.at for s in symptoms)
+        if self.ranker == "origin":
+            return self._analyse_origin(symptoms, first, last, reference, limit)
         start = start or first - lookback
         end = end or last + timedelta(minutes=5)
         graph = self.propagation_graph()
@@ -163,7 +208,31 @@ class RCAService:
         fused = apply_learned(self.kg, candidates, self.learned)
         unresolved = [s.name for s in symptoms if s.entity is None or s.entity not in snap.index]
         return RCAResult(list(symptoms), fused.candidates, (start, end), unresolved,
-                         self.weights.source, learned=fused.to_json())
+                         self.weights.source, learned=fused.to_json(), ranker="signals",
+                         total=len(fused.candidates))
+
+    def _analyse_origin(self, symptoms: Sequence[Symptom], first: datetime, last: datetime,
+                        reference: tuple[datetime, datetime] | None, limit: int | None
+                        ) -> RCAResult:
+        cfg = self.origin
+        judge = cfg.judge
+        start = reference[0] if reference is not None else \
+            first - timedelta(seconds=judge.trailing_s + judge.before_s)
+        end = last + timedelta(seconds=judge.after_s)
+        graph = self.propagation_graph()
+        snap = self.kg.snapshot
+        events = self.evidence(start, end)
+        ranking = rank(graph, snap.iris, snap.kinds, snap.index, symptoms, events,
+                       self.series_sources(), cfg, reference=reference, limit=limit)
+        unresolved = [s.name for s in symptoms if s.entity is None or s.entity not in snap.index]
+        found = ranking.evidence
+        summary = {"sources": found.sources, "series": found.series,
+                   "problems": found.problems,
+                   "reference": {"start": reference[0].isoformat(),
+                                 "end": reference[1].isoformat()} if reference else
+                   {"trailingSeconds": judge.trailing_s}}
+        return RCAResult(list(symptoms), ranking.candidates, (start, end), unresolved,
+                         "none", ranker="origin", total=ranking.total, evidence=summary)
 
     # -- symptoms --------------------------------------------------------------------------
     _ALERTS = ("MATCH (a:Entity){match} WHERE a.kind = 'Alert' {where} "
@@ -226,12 +295,12 @@ class RCAService:
         rels: list[Relation] = []
         if incident:
             rels.append(Relation("hasResult", incident, res_iri, source=source))
-        for rank, cand in enumerate(result.candidates, 1):
-            c_iri = f"{res_iri}/candidate/{rank}"
+        for place, cand in enumerate(result.candidates, 1):
+            c_iri = f"{res_iri}/candidate/{place}"
             ents.append(Entity(c_iri, "RootCauseCandidate", {
-                "rank": rank, "score": cand.score, "hypothesis": cand.hypothesis,
+                "rank": place, "score": cand.score, "hypothesis": cand.hypothesis,
                 "description": json.dumps(cand.contributions, sort_keys=True)}, source))
-            rels.append(Relation("hasCandidate", res_iri, c_iri, {"rank": rank}, source))
+            rels.append(Relation("hasCandidate", res_iri, c_iri, {"rank": place}, source))
             rels.append(Relation("candidateEntity", c_iri, cand.entity, source=source))
             for p_i, path in enumerate(cand.paths[:5]):
                 p_iri = f"{c_iri}/path/{p_i}"

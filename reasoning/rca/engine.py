@@ -98,6 +98,7 @@ class Evidence:
     observed: float | None = None
     until: datetime | None = None  # when it ended (None: open, or not an interval)
     series: str | None = None  # the series it was detected in (``metric{labels}``)
+    series_id: str | None = None  # ... and that series' id
 
 
 @dataclass
@@ -135,9 +136,11 @@ class Candidate:
     hypothesis: str
     paths: list[dict[str, Any]]
     evidence: list[Evidence]
+    extra: dict[str, Any] = field(default_factory=dict)  # ranker-specific findings
 
     def to_json(self) -> dict[str, Any]:
         return {"entity": self.entity, "kind": self.kind, "score": round(self.score, 6),
+                **self.extra,
                 "hypothesis": self.hypothesis,
                 "signals": {k: round(v, 6) for k, v in self.signals.items()},
                 "contributions": {k: round(v, 6) for k, v in self.contributions.items()},

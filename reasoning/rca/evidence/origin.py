@@ -1,0 +1,228 @@
+"""Origin scores: how much of an entity's evidence is its own, not inherited.
+
+A fault shows first where it is, then travels to what depends on it: a slow callee makes
+its callers slow, an overloaded node its pods. So an entity's deviation counts as evidence
+*that it is the origin* only as far as its own dependencies do not show it too — the
+anomaly-traversal criterion, graded — while deviations no dependency can cause (its CPU,
+its spans' exclusive time, the gap its callers see before it answers) count in full
+(:mod:`reasoning.rca.evidence.kinds`).
+
+Per entity and kind, the evidence is the strongest timely verdict score of that kind
+(:class:`KindEvidence`). The origin score is the sum over kinds of
+
+- own kinds: the evidence;
+- propagating kinds: the evidence times ``1 - explained``, where ``explained`` is the
+  largest ratio (capped at 1) to its own of a direct dependency's evidence of a kind that
+  can cause it (:data:`EXPLAINED_BY`: a caller's latency is explained by its callee's
+  latency, self time, call gap or resource saturation; errors by errors or lost
+  availability), counting only dependencies whose onset is not later than its own (an
+  effect does not precede its cause), or of the entity's own waiting time (client-side
+  latency: it was slow because it waited on something). A dependency that nothing observes
+  in those kinds but that shows own evidence explains fully (we cannot see its latency, but
+  we see it is sick);
+- waiting and neutral kinds: nothing.
+
+Every kind weighs the same: there are no per-system weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reasoning.rca.evidence.judge import Verdict
+
+# What can cause a propagating deviation when a dependency shows it.
+EXPLAINED_BY: dict[str, tuple[str, ...]] = {
+    "latency": ("latency", "self", "gap", "resource", "errors", "availability"),
+    "errors": ("errors", "availability"),
+    "availability": ("availability", "errors"),
+}
+SELF_EXPLAINED_BY: dict[str, tuple[str, ...]] = {"latency": ("client",)}
+ANY = ("resource", "self", "gap", "latency", "errors", "availability", "logs", "alert")
+
+
+@dataclass
+class KindEvidence:
+    """One entity's evidence of one kind: its strongest verdict (after timeliness)."""
+
+    score: float
+    onset: datetime | None
+    verdict: Verdict | None = None  # None for evidence from events
+    detail: str = ""
+
+
+CORROBORATION = 0.0  # weight of the second-strongest series of a kind (experiment)
+
+
+@dataclass
+class EntityEvidence:
+    kinds: dict[str, KindEvidence] = field(default_factory=dict)
+    role: dict[str, str] = field(default_factory=dict)  # kind -> own | propagating
+    observed: set[str] = field(default_factory=set)  # kinds with a judged series
+    second: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, role: str, ev: KindEvidence) -> None:
+        self.role[kind] = role
+        old = self.kinds.get(kind)
+        if old is None or ev.score > old.score:
+            if old is not None:
+                self.second[kind] = max(self.second.get(kind, 0.0), old.score)
+            self.kinds[kind] = ev
+        else:
+            self.second[kind] = max(self.second.get(kind, 0.0), ev.score)
+
+    def finish(self) -> None:
+        for k, e in self.kinds.items():
+            e.score += CORROBORATION * self.second.get(k, 0.0)
+
+    def own(self) -> float:
+        return sum(e.score for k, e in self.kinds.items() if self.role[k] == "own")
+
+
+def timeliness(lag_s: float, before_s: float, early_scale_s: float, late_scale_s: float
+               ) -> float:
+    """1 for an onset from ``before_s`` before the first symptom up to it; decaying with
+    ``early_scale_s`` for earlier onsets (a condition that predates the incident) and with
+    ``late_scale_s`` for later ones."""
+    if lag_s > 0:
+        return math.exp(-lag_s / late_scale_s)
+    early = -lag_s - before_s
+    return 1.0 if early <= 0 else math.exp(-early / early_scale_s)
+
+
+def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
+                  evidence: Mapping[int, EntityEvidence], min_shared: int = 2,
+                  min_share: float = 0.5) -> dict[int, tuple[float, dict[str, float]]]:
+    """Per node: its origin score and each kind's part of it (see the module doc).
+
+    An entity that nothing observes (no series, no event) cannot show evidence, but it can
+    be the **common cause** of what it impacts: when at least ``min_shared`` of its direct
+    dependants deviate, and they are at least ``min_share`` of them, it explains their
+    propagating deviations in that share, and its own score (kind ``inferred``) is that
+    share times their mean propagating evidence — a link nobody monitors under every
+    service routed over it."""
+    dependants: dict[int, list[int]] = {}
+    for m, cs in deps.items():
+        for c in cs:
+            dependants.setdefault(c, []).append(m)
+
+    def deviates(m: int) -> bool:
+        ev = evidence.get(m)
+        return ev is not None and any(e.score > 0 for k, e in ev.kinds.items()
+                                      if ev.role.get(k) in ("own", "propagating"))
+
+    def propagating(m: int) -> float:
+        ev = evidence.get(m)
+        return sum(e.score for k, e in ev.kinds.items()
+                   if ev.role.get(k) == "propagating") if ev else 0.0
+
+    common: dict[int, float] = {}  # unobserved entity -> share of its dependants deviating
+    for c, ds in dependants.items():
+        ev = evidence.get(c)
+        if ev is not None and (ev.observed or ev.kinds):
+            continue
+        sick = [d for d in ds if deviates(d)]
+        if len(sick) >= min_shared and len(sick) / len(ds) >= min_share:
+            common[c] = len(sick) / len(ds)
+    out: dict[int, tuple[float, dict[str, float]]] = {}
+    for n in nodes:
+        if n in common:
+            sick = [d for d in dependants[n] if deviates(d)]
+            inferred = common[n] * sum(propagating(d) for d in sick) / len(sick)
+            out[n] = (inferred, {"inferred": inferred})
+            continue
+        ev = evidence.get(n)
+        if ev is None or not ev.kinds:
+            out[n] = (0.0, {})
+            continue
+        parts: dict[str, float] = {}
+        for kind, mine in ev.kinds.items():
+            if mine.score <= 0:
+                continue
+            if ev.role[kind] == "own":
+                parts[kind] = mine.score
+                continue
+            if ev.role[kind] != "propagating":
+                continue
+            causes = EXPLAINED_BY.get(kind, ANY)
+            explained = max((min(1.0, e.score / mine.score) for k, e in ev.kinds.items()
+                             if k in SELF_EXPLAINED_BY.get(kind, ())), default=0.0)
+            for c in deps.get(n, ()):
+                if c in common:
+                    explained = max(explained, common[c])
+                    continue
+                other = evidence.get(c)
+                if other is None or c == n:
+                    continue
+                theirs = max((e for k, e in other.kinds.items() if k in causes and e.score > 0
+                              and (mine.onset is None or e.onset is None
+                                   or e.onset <= mine.onset)),
+                             key=lambda e: e.score, default=None)
+                if theirs is not None:
+                    explained = max(explained, min(1.0, theirs.score / mine.score))
+                elif not other.observed & set(causes) and other.own() > 0:
+                    explained = 1.0
+            parts[kind] = mine.score * (1.0 - explained)
+        out[n] = (sum(parts.values()), parts)
+    return out
+
+
+def chain_factors(starts: Collection[int], deps: Mapping[int, Sequence[int]],
+                  evidence: Mapping[int, EntityEvidence], floor: float, depth: int = 6
+                  ) -> dict[int, float]:
+    """Per entity reachable from ``starts`` (the symptoms) along ``deps``: how well a chain
+    of deviating entities links it to a symptom — the best product over the entities
+    between them of 1 for one with evidence (or that nothing observes) and ``floor`` for an
+    observed one without. A fault reaches a symptom through what it degrades on the way; a
+    deviation linked to the symptom only through healthy entities is someone else's."""
+    def passes(m: int) -> float:
+        ev = evidence.get(m)
+        if ev is None or not ev.observed:
+            return 1.0
+        return 1.0 if any(e.score > 0 for k, e in ev.kinds.items()
+                          if ev.role.get(k) != "neutral") else floor
+    best: dict[int, float] = {s: 1.0 for s in starts}
+    frontier = list(starts)
+    for _ in range(depth):
+        nxt = []
+        for m in frontier:
+            through = best[m] * (passes(m) if m not in starts else 1.0)
+            for c in deps.get(m, ()):
+                if through > best.get(c, 0.0):
+                    best[c] = through
+                    nxt.append(c)
+        frontier = nxt
+        if not frontier:
+            break
+    return best
+
+
+def reach_shares(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
+                 evidence: Mapping[int, EntityEvidence], depth: int = 6) -> dict[int, float]:
+    """Per node: the share of the incident's evidence (every entity's summed non-neutral
+    evidence) that lies on what it can impact — its dependants, transitively — itself
+    excluded. A root cause explains more than itself: the entities its fault reaches
+    deviate too (parsimony: one cause for many deviations)."""
+    strength = {m: sum(e.score for k, e in ev.kinds.items() if ev.role.get(k) != "neutral")
+                for m, ev in evidence.items()}
+    total = sum(strength.values())
+    if total <= 0:
+        return dict.fromkeys(nodes, 0.0)
+    dependants: dict[int, list[int]] = {}
+    for m, cs in deps.items():
+        for c in cs:
+            dependants.setdefault(c, []).append(m)
+    out = {}
+    for n in nodes:
+        seen = {n}
+        frontier = [n]
+        for _ in range(depth):
+            frontier = [d for m in frontier for d in dependants.get(m, ()) if d not in seen]
+            seen.update(frontier)
+            if not frontier:
+                break
+        out[n] = sum(strength.get(m, 0.0) for m in seen if m != n) / total
+    return out
