@@ -6,11 +6,11 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.incident_worker import incident_json
 from kg.graph import KnowledgeGraph
@@ -34,6 +34,24 @@ class RCARequest(BaseModel):
                                                     "window (and in `scope` if given)")
     scope: str | None = Field(None, description="cluster/network/site of the labels")
     store: bool = Field(False, description="store the result back in the graph")
+    limit: int | Literal["all"] = Field(
+        10, description="candidates returned (>= 1), or \"all\"")
+    reference: Window | None = Field(
+        None, description="a known fault-free window to judge series against (default: "
+                          "the hour before the incident, cleaned of anomalous points)")
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("limit must be >= 1 or \"all\"")
+        return v
+
+    @model_validator(mode="after")
+    def _reference(self) -> RCARequest:
+        if self.reference is not None and not self.reference.start < self.reference.end:
+            raise ValueError("reference: start must be before end")
+        return self
 
 
 def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
@@ -43,10 +61,18 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
               responses={200: {"content": {"application/json": {}}}})
     async def post_rca(req: RCARequest, svc: RCAService = Depends(rca),
                        authorization: str | None = Header(None)) -> Response:
-        """Rank the root causes of a list of alerts, an incident or a time window; each
-        candidate comes with its score, each signal's contribution, the fault hypothesis
-        and evidence paths (entities, relations, rules) and events. Symptoms whose labels
-        do not resolve are listed under ``unresolved``."""
+        """Rank the root causes of a list of alerts, an incident or a time window.
+
+        Each candidate is a component (its representative entity and its members) with its
+        score, each signal's contribution, the fault hypothesis, evidence paths (entities,
+        relations, rules), the evidence kinds that were present, normal, unjudged or
+        missing, the deviating series cited (with their source: the local store or
+        Prometheus) and events. ``limit`` (default 10, or ``"all"``) bounds the candidates;
+        ``totalCandidates`` says how many there were. ``reference`` gives a known fault-free
+        window; without it series are judged against the hour before the incident, cleaned
+        of anomalous points. Symptoms whose labels do not resolve are listed under
+        ``unresolved``; what the series sources could not read under
+        ``evidence.problems``."""
         given = [x for x in (req.alerts, req.incident, req.window) if x is not None]
         if len(given) != 1:
             raise HTTPException(422, "give exactly one of alerts, incident, window")
@@ -65,7 +91,9 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
                                                       req.scope)
                 if not symptoms:
                     raise HTTPException(404, "no firing alerts found for this request")
-                result = svc.analyse(symptoms)
+                ref = (req.reference.start, req.reference.end) if req.reference else None
+                result = svc.analyse(symptoms, reference=ref,
+                                     limit=None if req.limit == "all" else int(req.limit))
                 if req.store:
                     svc.store(result, scope=req.scope or "default",
                               incident=req.incident)
