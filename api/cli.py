@@ -265,11 +265,23 @@ def rca(
     scope: Annotated[str | None, typer.Option(
         help="cluster/network/site the alert labels belong to")] = None,
     store: Annotated[bool, typer.Option(help="store the result in the graph")] = False,
+    limit: Annotated[str, typer.Option(
+        help="candidates to show: a number >= 1, or 'all'")] = "10",
+    reference: Annotated[tuple[str, str] | None, typer.Option(
+        help="START END (ISO 8601 with zone): a known fault-free window to judge series "
+             "against (default: the hour before the incident, cleaned of anomalies)")
+    ] = None,
     format: Format = "table",
 ) -> None:
     """Rank the root causes of alerts (a file), an incident, or a time window, with the
-    evidence paths that explain each candidate."""
-    body: dict[str, Any] = {"scope": scope, "store": store}
+    evidence that makes each candidate the origin (present, normal, unjudged or missing
+    per kind), the deviating series and the paths that link it to the symptoms."""
+    if limit != "all" and not (limit.isdigit() and int(limit) >= 1):
+        raise AutoCNCError(f"--limit: expected a number >= 1 or 'all', got {limit!r}")
+    body: dict[str, Any] = {"scope": scope, "store": store,
+                            "limit": limit if limit == "all" else int(limit)}
+    if reference is not None:
+        body["reference"] = {"start": reference[0], "end": reference[1]}
     if sum(x is not None for x in (alerts, window, incident)) != 1:
         raise AutoCNCError("give exactly one of --alerts, --window, --incident")
     if alerts is not None:
@@ -292,12 +304,22 @@ def rca(
     if format == "json":
         sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
         return
-    table = Table("rank", "candidate", "type", "score", "hypothesis", "top signals")
+    table = Table("rank", "candidate", "type", "score", "hypothesis", "evidence")
     for c in result["candidates"]:
-        top = sorted(c["contributions"].items(), key=lambda kv: -kv[1])[:3]
+        if "evidenceKinds" in c:
+            present = [f"{k} {v['origin']:.2f}" for k, v in c["evidenceKinds"].items()
+                       if v["status"] == "present"]
+        else:
+            top = sorted(c["contributions"].items(), key=lambda kv: -kv[1])[:3]
+            present = [f"{k} {v:.2f}" for k, v in top if v]
         table.add_row(str(c["rank"]), c["entity"], c["kind"], f"{c['score']:.3f}",
-                      c["hypothesis"], ", ".join(f"{k} {v:.2f}" for k, v in top if v))
+                      c["hypothesis"], ", ".join(present))
     console.print(table)
+    shown, total = len(result["candidates"]), result.get("totalCandidates", 0)
+    if total > shown:
+        console.print(f"{shown} of {total} candidates (--limit all shows every one)")
+    for problem in result.get("evidence", {}).get("problems", []):
+        console.print(f"[yellow]evidence not read:[/yellow] {problem}", markup=True)
     if result["candidates"]:
         for path in result["candidates"][0]["paths"][:3]:
             hops = " <- ".join(path["entities"][::-1])
@@ -323,7 +345,11 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
             symptoms = svc.symptoms_of_incident(body["incident"])
         if not symptoms:
             raise AutoCNCError("no firing alerts found for this request")
-        result = svc.analyse(symptoms)
+        ref = body.get("reference")
+        result = svc.analyse(
+            symptoms, limit=None if body["limit"] == "all" else int(body["limit"]),
+            reference=(utc(ref["start"], what="--reference start"),
+                       utc(ref["end"], what="--reference end")) if ref else None)
         if body["store"]:
             svc.store(result, scope=body["scope"] or "default", incident=body.get("incident"))
         return result.to_json()
