@@ -1,6 +1,7 @@
 """Ingest: every source an operator has, turned into facts through the one write path.
 
-Sources (one module each): ``topology``, ``metrics``, ``logs``, ``runbooks``, ``alerts``.
+Sources (one module or package each): ``topology``, ``metrics``, ``logs``, ``runbooks``,
+``alerts``, ``traces``.
 Each module defines ``PATTERNS`` (file globs taken from a directory) and
 ``ingest(ctx, inputs)``; :func:`run_ingest` gives it a context (scope, snapshot time,
 sink, report, progress) and returns the report. The formats are specified in docs/ingest.md.
@@ -27,7 +28,7 @@ from ingest.base import (
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
 
-SOURCES = ("topology", "metrics", "logs", "runbooks", "alerts")
+SOURCES = ("topology", "metrics", "logs", "runbooks", "alerts", "traces")
 
 __all__ = ["SOURCES", "IngestContext", "IngestError", "IngestReport", "Input", "expand",
            "run_ingest", "source_module"]
