@@ -29,6 +29,7 @@ from api.ingest_routes import add_ingest_routes
 from api.periodic import Periodic
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
+from api.trace_routes import add_trace_routes
 from ingest import IngestError
 from kg.config import Settings
 from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, StoreUnavailable
@@ -230,6 +231,7 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     async def alertmanager(payload: dict[str, Any], scope: str = "default",
                            rules_scope: str | None = None) -> dict[str, Any]:
         """Alertmanager webhook receiver (payload version 4; configure it as a
+    add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
         ``webhook_configs`` URL). Each alert becomes an occurrence keyed by fingerprint and
         startsAt; a resolved notification closes it; a repeated delivery moves only its
         last-seen time. ``scope`` is the cluster whose topology the labels resolve against

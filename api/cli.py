@@ -99,6 +99,9 @@ _INGEST_HELP = {
                 "steps, embedded for matching (docs/ingest/runbooks.md).",
     "alerts": "Prometheus rule files as alert definitions; Alertmanager webhook payloads "
               "as alert occurrences (docs/ingest/alerts.md).",
+    "traces": "OpenTelemetry spans (OTLP JSON / protobuf, span table CSV / Parquet) as the "
+              "observed call graph, RED and self-time series, span-error events "
+              "(docs/ingest/traces.md).",
 }
 
 

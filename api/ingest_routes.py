@@ -19,7 +19,7 @@ from kg.config import Settings
 from kg.facts import utc
 from kg.graph import KnowledgeGraph
 
-Kind = Literal["topology", "metrics", "logs", "runbooks", "alerts"]
+Kind = Literal["topology", "metrics", "logs", "runbooks", "alerts", "traces"]
 
 
 def add_ingest_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
