@@ -226,12 +226,12 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     add_rca_routes(app, kg, lambda: state["rca"], writer, guard)
     add_recommend_routes(app, kg, writer, guard)
     add_causal_routes(app, kg, writer, guard)
+    add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
 
     @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
     async def alertmanager(payload: dict[str, Any], scope: str = "default",
                            rules_scope: str | None = None) -> dict[str, Any]:
         """Alertmanager webhook receiver (payload version 4; configure it as a
-    add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
         ``webhook_configs`` URL). Each alert becomes an occurrence keyed by fingerprint and
         startsAt; a resolved notification closes it; a repeated delivery moves only its
         last-seen time. ``scope`` is the cluster whose topology the labels resolve against
