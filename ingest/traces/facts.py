@@ -88,16 +88,16 @@ class TraceWriter:
             self._events[(scope, inst, int(e.bucket[i]), msg)] = (int(e.count[i]), ops, file)
 
     def finish(self) -> None:
-        """Write the samples (durable), then the events and calls; flush the sink."""
-        self.run.finish()
+        """Queue the events and calls, then let the metrics run write the samples (durable)
+        and flush the sink: one graph write for the series summaries, events and calls."""
         sink, report = self.ctx.sink, self.ctx.report
         events = list(self._event_records())
         for rec in events:
             sink.add(rec, counted=False)
         report.count("spanErrorEvents", len(events))
-        calls = list(self._call_records())
-        for rec in calls:
+        for rec in self._call_records():
             sink.add(rec, counted=False)
+        self.run.finish()
         sink.flush()
 
     # -- services -------------------------------------------------------------------------

@@ -154,8 +154,14 @@ class TraceState:
         if len(accepted):
             self.unsaved.append(accepted)
         # a link is new when its child or its parent is
-        linked = np.flatnonzero(is_new | ((parent >= 0) & is_new[np.maximum(parent, 0)]))
-        cells, errors = self._cells(combined)
+        has_parent = parent >= 0
+        parent_new = has_parent & is_new[np.maximum(parent, 0)]
+        linked = np.flatnonzero(is_new | parent_new)
+        # what may have changed: the new spans, their parents' self time, their children's
+        # entry flag; the cells of the other spans of these traces keep their values
+        changed = is_new | parent_new
+        changed[parent[is_new & has_parent]] = True
+        cells, errors = self._cells(combined.take(changed))
         return Applied(cells, errors, self._add_service_calls(combined, parent, linked),
                        self._add_pod_calls(combined, parent, linked), accepted=len(accepted),
                        duplicates=len(batch) - len(accepted), late=int(late.sum()),
@@ -167,15 +173,15 @@ class TraceState:
             return np.ones(len(spans), dtype=bool)
         return spans.start // self.step_ns >= self.newest - self.grace
 
-    def _cells(self, combined: SpanBatch) -> tuple[derive.Cells, derive.ErrorCounts]:
-        """Statistics and error counts of every (instance, bucket) the combined spans are
+    def _cells(self, changed: SpanBatch) -> tuple[derive.Cells, derive.ErrorCounts]:
+        """Statistics and error counts of every (instance, bucket) the changed spans are
         in, from all the window's spans there."""
         w = self.window
         bucket = w.start // self.step_ns
         low = int(bucket.min()) if len(w) else 0
         nb = int(bucket.max()) - low + 1 if len(w) else 1
         rows = np.isin(w.inst * nb + (bucket - low),
-                       combined.inst * nb + (combined.start // self.step_ns - low))
+                       changed.inst * nb + (changed.start // self.step_ns - low))
         cells = w.take(rows)
         return (derive.cell_stats(cells, bucket[rows], self.entry[rows], self.self_ns[rows]),
                 derive.error_counts(cells, bucket[rows]))
