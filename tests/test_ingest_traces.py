@@ -453,6 +453,20 @@ def test_receiver_status_codes_gzip_and_partial_success(client: TestClient) -> N
     assert doc["partialSuccess"]["rejectedSpans"] in ("1", 1)
 
 
+def test_span_table_over_http_and_dry_run(client: TestClient, tmp_path: Path) -> None:
+    rows = nezha_rows(traces=30)
+    body = span_table(rows, tmp_path / "s.csv").read_bytes()
+    r = client.post("/v1/ingest/traces?name=s.csv", content=body)  # no scope: 422
+    assert r.status_code == 422 and "scope" in r.json()["detail"]
+    r = client.post("/v1/ingest/traces?scope=t&name=s.csv&dry_run=true", content=body)
+    assert r.status_code == 200 and r.json()["rejected"] == 0, r.json()["rejections"][:3]
+    assert r.json()["dryRun"] and r.json()["counts"]["servicesCreated"] > 0
+    r = client.post("/v1/ingest/traces?scope=t&name=s.csv", content=body)
+    assert r.status_code == 200 and r.json()["counts"]["spans"] == len(rows)
+    q = client.post("/v1/cypher", json={"query": "MATCH ()-[c:calls]->() RETURN c.callCount"})
+    assert sum(int(n) for n, in q.json()["rows"]) == sum(reference(rows)["edges"].values())
+
+
 def test_cli_ingests_a_span_table(tmp_path: Path) -> None:
     table = span_table(nezha_rows(traces=30), tmp_path / "spans.csv")
     res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--store", "embedded",

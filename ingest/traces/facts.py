@@ -65,8 +65,10 @@ class TraceWriter:
     per_operation: bool = True
     create_services: bool = True
     _services: dict[str, bool] = field(default_factory=dict)  # service IRI -> in the graph
-    _calls: dict[tuple[str, str, str], Totals] = field(default_factory=dict)
-    _pod_calls: dict[tuple[str, Instance, Instance], Totals] = field(default_factory=dict)
+    _created: dict[str, Entity] = field(default_factory=dict)  # services this run created
+    _calls: dict[tuple[str, str, str], tuple[Totals, str]] = field(default_factory=dict)
+    _pod_calls: dict[tuple[str, Instance, Instance], tuple[Totals, str]] = \
+        field(default_factory=dict)
     _events: dict[tuple[str, Instance, int, str], tuple[int, list[str], str]] = \
         field(default_factory=dict)
 
@@ -77,9 +79,9 @@ class TraceWriter:
                                       for i in np.unique(applied.cells.inst)})
         self._samples(state, applied, file)
         for (a, b), totals in applied.service_calls.items():
-            self._calls[(scope, a, b)] = totals
+            self._calls[(scope, a, b)] = (totals, file)
         for (pa_, pb), totals in applied.pod_calls.items():
-            self._pod_calls[(scope, pa_, pb)] = totals
+            self._pod_calls[(scope, pa_, pb)] = (totals, file)
         e = applied.errors
         for i in range(len(e.count)):
             inst = state.window.instances[e.inst[i]]
@@ -114,8 +116,9 @@ class TraceWriter:
             st = found.get(iri)
             live = st is not None and st.valid_to is None
             if not live and self.create_services:
-                self.ctx.sink.add(Record("", f"service {iris[iri]}", [Entity(
-                    iri, "Service", {"name": iris[iri]}, source_of(scope))]), counted=False)
+                entity = Entity(iri, "Service", {"name": iris[iri]}, source_of(scope))
+                self._created[iri] = entity
+                self.ctx.sink.add(Record("", f"service {iris[iri]}", [entity]), counted=False)
                 created += 1
                 live = True
             self._services[iri] = live
@@ -200,34 +203,38 @@ class TraceWriter:
     # -- calls ----------------------------------------------------------------------------
     def _call_records(self) -> Iterator[Record]:
         made = 0
-        for (scope, a, b), totals in sorted(self._calls.items()):
+        for (scope, a, b), (totals, file) in sorted(self._calls.items()):
             ia, ib = self.ctx.iri(scope, "Service", a), self.ctx.iri(scope, "Service", b)
             if not (self._services.get(ia) and self._services.get(ib)):
                 self.ctx.report.count("callsWithoutService")
                 continue
             made += 1
-            yield _call(ia, ib, totals, scope, f"calls {a} -> {b}")
+            rec = _call(ia, ib, totals, scope, file, f"calls {a} -> {b}")
+            if self.ctx.report.dry_run:  # nothing was stored: the services go along
+                rec.entities += [self._created[i] for i in (ia, ib) if i in self._created]
+            yield rec
         self.ctx.report.count("serviceCalls", made)
         pods = {(scope, x): self.ctx.iri(scope, "Pod", f"{x[2] or 'default'}/{x[1]}")
                 for scope, a, b in self._pod_calls for x in (a, b)}
         found, _ = self.ctx.kg.store.fetch(sorted(set(pods.values())), []) if pods else ({}, {})
         known = {iri for iri, st in found.items() if st.kind == "Pod" and st.valid_to is None}
         made = 0
-        for (scope, pa_, pb), totals in sorted(self._pod_calls.items()):
+        for (scope, pa_, pb), (totals, file) in sorted(self._pod_calls.items()):
             ia, ib = pods[(scope, pa_)], pods[(scope, pb)]
             if ia in known and ib in known:
                 made += 1
-                yield _call(ia, ib, totals, scope, f"calls {pa_[1]} -> {pb[1]}")
+                yield _call(ia, ib, totals, scope, file, f"calls {pa_[1]} -> {pb[1]}")
         self.ctx.report.count("podCalls", made)
 
 
-def _call(caller: str, callee: str, totals: Totals, scope: str, where: str) -> Record:
+def _call(caller: str, callee: str, totals: Totals, scope: str, file: str, where: str
+          ) -> Record:
     count, errors, first, last = totals
     props: dict[str, Value] = {"callCount": count, "errorCount": errors,
                                "firstCallTime": _time(first // 1_000_000),
                                "lastCallTime": _time(last // 1_000_000)}
-    return Record("", where, [], [Relation("calls", caller, callee, props, source_of(scope),
-                                           valid_from=_time(first // 1_000_000))])
+    return Record(file, where, [], [Relation("calls", caller, callee, props, source_of(scope),
+                                             valid_from=_time(first // 1_000_000))])
 
 
 def _labels(inst: Instance) -> dict[str, str]:
