@@ -36,6 +36,7 @@ from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, Store
 from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
 from reasoning.rca import RCAService
+from reasoning.rca.evidence.prometheus import PrometheusSeries
 
 
 def _warm(rca: RCAService) -> None:
@@ -105,7 +106,9 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state["kg"] = KnowledgeGraph.open(settings, writer=True, url=url)
-        state["rca"] = RCAService(state["kg"])
+        # series pulled per incident from the operator's Prometheus (docs/prometheus.md)
+        prometheus = PrometheusSeries.from_settings(state["kg"])
+        state["rca"] = RCAService(state["kg"], sources=[prometheus] if prometheus else [])
         _warm(state["rca"])
         state["incidents"] = IncidentWorker(state["kg"], guard, rca=state["rca"]).start()
         state["alerts"] = AlertReceiver(
@@ -121,6 +124,8 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             state.pop("alerts").stop()
             state.pop("incidents").stop()
             state.pop("rca")
+            if prometheus is not None:
+                prometheus.close()
             state.pop("kg").close()
 
     app = FastAPI(
