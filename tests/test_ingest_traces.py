@@ -354,6 +354,40 @@ def test_split_posts_equal_one_post_across_a_restart(settings: Settings) -> None
         kg.close()
 
 
+def test_one_span_per_post_in_any_order_equals_one_post(kg: KnowledgeGraph) -> None:
+    spans = [s for k in range(6) for s in (
+        span(k + 1, 1, 0, "frontend", "GET /", 100 * k, 100 * k + 80, Span.SPAN_KIND_SERVER),
+        span(k + 1, 2, 1, "frontend", "cart.Get", 100 * k + 5, 100 * k + 70,
+             Span.SPAN_KIND_CLIENT),
+        span(k + 1, 3, 2, "cart", "Get", 100 * k + 9, 100 * k + 60 - k,
+             Span.SPAN_KIND_SERVER, error="boom" if k % 2 else None),
+        span(k + 1, 4, 3, "cart", "db", 100 * k + 10, 100 * k + 20 + k))]
+
+    def post(scope: str, part: list[dict[str, Any]]) -> None:
+        run_ingest(kg, "traces", [Input.of_bytes("p.pb", request(part).SerializeToString())],
+                   scope=scope)
+
+    post("whole", spans)
+    order = np.random.default_rng(5).permutation(len(spans))
+    for n, i in enumerate(order):  # 24 posts: more state parts than are kept unfolded
+        if n == len(order) // 2:
+            trace_state._CACHE.clear()  # and a restart half-way
+        post("bits", [spans[i]])
+    assert len(trace_state._CACHE[kg.settings.data_dir / "traces" / "bits"][1].parts) < 16
+    for metric, stats in (("trace_request_rate", [None]), ("trace_error_ratio", [None]),
+                          ("trace_latency_seconds", ["mean", "p50", "p90", "p99"]),
+                          ("trace_self_time_seconds", ["mean", "p90"])):
+        for svc in ("frontend", "cart"):
+            for stat in stats:
+                labels = {"service": svc} | ({"statistic": stat} if stat else {})
+                whole = samples(kg, "whole", metric, labels)
+                assert whole and samples(kg, "bits", metric, labels) == whole, labels
+    rows = kg.cypher("MATCH (a:Entity)-[c:calls]->(b:Entity) RETURN a.iri, c.callCount, "
+                     "c.errorCount, c.firstCallTime").rows
+    got = {iri.split("/")[-3]: rest for iri, *rest in rows}
+    assert got["bits"] == got["whole"] and got["whole"][:2] == [6, 3]
+
+
 def test_late_spans_are_counted_not_merged(kg: KnowledgeGraph) -> None:
     def post(spans: list[dict[str, Any]]) -> Any:
         return run_ingest(kg, "traces", [Input.of_bytes("r.pb", request(

@@ -29,7 +29,7 @@ from ingest.metrics import MetricsOptions, MetricsRun
 from ingest.metrics_tables import zone
 from ingest.traces.facts import TraceWriter
 from ingest.traces.otlp import looks_like_json, parse_json, parse_proto
-from ingest.traces.spans import NoScopeError, SpanBatch, TraceInputError
+from ingest.traces.spans import NoScopeError, SpanBatch, TraceInputError, head_bytes
 from ingest.traces.state import TraceState
 from ingest.traces.table import read_table, table_spans
 from kg.facts import now_utc
@@ -123,7 +123,7 @@ def format_of(inp: Input, forced: str) -> str | None:
     if forced != "auto":
         return forced
     name = inp.name.lower()
-    head = inp.read_bytes()[:8] if inp.path is None else inp.path.open("rb").read(8)
+    head = head_bytes(inp, 8)
     if head.startswith(b"PAR1") or name.endswith((".csv", ".csv.gz", ".parquet")):
         return "table"
     if name.endswith((".pb", ".binpb", ".otlp", ".protobuf")):

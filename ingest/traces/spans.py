@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.base import IngestError
+from ingest.base import IngestError, Input
 
 # OTLP's enum values, kept as they are on the wire.
 KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = \
@@ -70,6 +70,19 @@ class SpanBatch:
         """The spans at ``rows`` (indexes or a mask), sharing the text tables."""
         return self.with_columns({c: getattr(self, c)[rows] for c in self.COLUMNS})
 
+    def compacted(self) -> SpanBatch:
+        """The same spans with text tables that hold only the texts they use."""
+        inst, inst_codes = np.unique(self.inst, return_inverse=True)
+        op, op_codes = np.unique(self.op, return_inverse=True)
+        msg, msg_codes = np.unique(self.msg, return_inverse=True)
+        has_none = int(len(msg) > 0 and msg[0] == -1)
+        msg_codes = msg_codes.reshape(-1) - has_none
+        cols = {c: getattr(self, c) for c in self.COLUMNS}
+        cols.update(inst=inst_codes.reshape(-1), op=op_codes.reshape(-1), msg=msg_codes)
+        return SpanBatch(**cols, instances=[self.instances[i] for i in inst],
+                         operations=[self.operations[i] for i in op],
+                         messages=[self.messages[i] for i in msg[has_none:]])
+
     def with_columns(self, cols: dict[str, np.ndarray]) -> SpanBatch:
         """A batch of ``cols`` (every name of ``COLUMNS``) with this batch's text tables."""
         return SpanBatch(cols["trace_hi"], cols["trace_lo"], cols["span"], cols["parent"],
@@ -110,6 +123,8 @@ class SpanBuilder:
             return "missing span name (operation)"
         if start_ns <= 0 or end_ns <= 0:
             return "missing start or end time"
+        if max(start_ns, end_ns) >= 1 << 63:
+            return "start or end time out of range (after the year 2262)"
         if end_ns < start_ns:
             return "end before start"
         if not 0 <= kind < len(KIND_NAMES):
@@ -147,6 +162,14 @@ def _intern(table: dict, key: object) -> int:
     if code is None:
         code = table[key] = len(table)
     return code
+
+
+def head_bytes(inp: Input, n: int) -> bytes:
+    """The first ``n`` bytes of an input (a format's magic number)."""
+    if inp.path is None:
+        return (inp.data or b"")[:n]
+    with inp.path.open("rb") as fh:
+        return fh.read(n)
 
 
 def hex_bytes(text: object, width: int) -> bytes | None:

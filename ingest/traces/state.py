@@ -64,6 +64,9 @@ class Applied:
 
 @dataclass
 class TraceState:
+    """The open window of one scope (spans with their entry flag and self time), the newest
+    bucket, and the call totals; see the module doc."""
+
     root: Path
     scope: str
     step_ns: int
@@ -226,6 +229,7 @@ class TraceState:
                 if self.newest is None or b >= self.newest - self.grace]
         to_write = self.unsaved
         if len(live) + 1 > MAX_PARTS:  # fold: the whole window (already deduplicated)
+            self.window = self.window.compacted()  # drop texts no open span uses any more
             to_write, live = [self.window], []
         new_parts: list[tuple[str, int]] = []
         spans = unify(to_write)
@@ -275,9 +279,8 @@ def intern_into(target: SpanBatch, batch: SpanBatch) -> SpanBatch:
 
 def unify(batches: list[SpanBatch]) -> SpanBatch:
     """One batch of all spans, in order, with the first batch's text tables."""
-    batches = [b for b in batches if len(b)] or [SpanBatch.empty()]
-    first = batches[0]
-    mapped = [first] + [intern_into(first, b) for b in batches[1:]]
+    first = batches[0] if batches else SpanBatch.empty()
+    mapped = [intern_into(first, b) for b in batches] or [first]
     return first.with_columns({c: np.concatenate([getattr(b, c) for b in mapped])
                                for c in SpanBatch.COLUMNS})
 

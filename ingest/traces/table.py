@@ -33,6 +33,7 @@ from ingest.traces.spans import (
     STATUS_NAMES,
     SpanBatch,
     TraceInputError,
+    head_bytes,
     hex_ids,
 )
 
@@ -48,7 +49,7 @@ _MAX_NS = (1 << 63) - 1
 def read_table(inp: Input) -> tuple[pa.Table, np.ndarray, str, list[int]]:
     """The table, each row's number, the word for it (``line`` / ``row``), and the CSV lines
     the reader skipped for having the wrong number of cells."""
-    head = inp.read_bytes()[:4] if inp.path is None else inp.path.open("rb").read(4)
+    head = head_bytes(inp, 4)
     try:
         if head == b"PAR1":
             table = read_long_parquet(inp)
