@@ -23,8 +23,9 @@ Given the symptoms of an incident, RCA
    - ``reach``: the share of the incident's evidence on what it can impact, itself excluded
      (a root cause explains more than itself);
    - ``prior``: the mean rule-path weight and share of symptoms it reaches — topology, only
-     as a tie-breaker (``prior_weight`` is tiny): blast radius and graph position never
-     outrank evidence, and the alerting entity is ranked like any other;
+     as a tie-breaker among candidates with evidence (``prior_weight`` is tiny): blast
+     radius and graph position never outrank evidence, a candidate without evidence gets no
+     prior, and the alerting entity is ranked like any other;
 4. returns the best ``limit`` components (None: all), each as its representative entity
    (the member with the strongest own evidence, else the one the rules reached first),
    with its members, signals, per-kind evidence (present, normal, unjudged, missing), the
@@ -75,7 +76,7 @@ class OriginConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     timing: Timing = field(default_factory=Timing)
     chain_floor: float = 0.2
-    reach_weight: float = 0.5
+    reach_weight: float = 1.0
     prior_weight: float = 1e-3
     alert_z: float = 10.0
 
@@ -150,6 +151,8 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
         prior = (sum(w for w, _ in per_symptom.values()) / len(located)
                  + len(per_symptom) / len(located)) / 2
         c = chain.get(g, 0.0)
+        if o <= 0:
+            prior = 0.0  # a tie-breaker among suspects only: no evidence, no rank
         score = o * c * (1 + cfg.reach_weight * shares[g]) + cfg.prior_weight * prior
         scored.append((score, g, o, parts, c, prior, cands, per_symptom))
     scored.sort(key=lambda t: (-t[0], iris[_representative(t[6], per_entity, reach)]))
@@ -166,7 +169,9 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
             if explained["entities"][-1] != explained["symptom"]:
                 explained["symptomVia"] = "component"
         top_kind = max(parts, key=parts.__getitem__) if parts else None
-        metrics = [evidence[g].kinds[top_kind].detail] if top_kind else []
+        metrics = [evidence[g].kinds[top_kind].detail] if top_kind in evidence[g].kinds \
+            else ["no own evidence: the common cause of deviating dependants"] \
+            if top_kind else []
         cand = Candidate(iris[rep], kinds[rep], score, signals, contributions,
                          _hypothesis(graph, per_symptom, rep, metrics), paths,
                          _events_of(events, {iris[m] for m in members[g]}))

@@ -57,7 +57,7 @@ class JudgeConfig:
     (docs/rca.md, "Choosing the defaults")."""
 
     threshold: float = 3.0  # robust z below which a deviation is not evidence
-    rel_floor: float = 0.05  # scale floor, relative to the reference median
+    rel_floor: float = 0.01  # scale floor, relative to the reference median
     min_reference: int = 5  # reference points needed to judge a series
     trailing_s: float = 3600.0  # trailing reference span when none is given
     exclude_z: float = 5.0  # trailing reference points this far out are dropped (once)
@@ -139,7 +139,7 @@ def judge(series: SeriesData, symptoms: tuple[datetime, datetime],
         full = 100.0 if max(float(np.max(np.abs(ref))), float(np.max(np.abs(wx)))) > 1.0 \
             else 1.0
         ref, wx = full - ref, full - wx
-        kind = MetricKind(kind.name, kind.role, +1, max(kind.floor, 0.001 * full))
+        kind = MetricKind(kind.name, kind.role, +1, 0.001 * full)
     median = float(np.median(ref))
     mad = float(np.median(np.abs(ref - median)))
     scale = max(MAD_TO_SIGMA * mad, cfg.rel_floor * abs(median), kind.floor,

@@ -95,7 +95,7 @@ def timeliness(lag_s: float, before_s: float, early_scale_s: float, late_scale_s
 
 def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
                   evidence: Mapping[int, EntityEvidence], min_shared: int = 2,
-                  min_share: float = 0.5) -> dict[int, tuple[float, dict[str, float]]]:
+                  min_share: float = 0.8) -> dict[int, tuple[float, dict[str, float]]]:
     """Per node: its origin score and each kind's part of it (see the module doc).
 
     An entity that nothing observes (no series, no event) cannot show evidence, but it can
