@@ -39,11 +39,12 @@ from kg.store.base import FactState, RelKey
 # What RCA reads of an entity (kg.events users: reasoning/rca).
 PROPERTIES = ("startTime", "endTime", "anomalyScore", "metricName", "eventKind", "count",
               "name", "direction", "baselineValue", "observedValue", "alertStatus", "labels",
-              "ingestScope", "confidence", "seriesId")
+              "ingestScope", "confidence", "seriesId", "logLevel")
 RELATIONS = ("aboutEntity", "instanceOf", "detectedIn", "observes", "causeType",
-             "effectType", "partOfIncident")
+             "effectType", "partOfIncident", "hasTemplate")
 EvidenceRow = tuple[Any, ...]  # the columns of reasoning.rca.EVIDENCE_QUERY
 AlertRow = tuple[Any, ...]  # the columns of RCAService._ALERTS
+LogCountRow = tuple[Any, ...]  # the columns of reasoning.rca.LOG_COUNTS_QUERY
 _NONE: list[str | None] = [None]  # an OPTIONAL MATCH without a match: one null
 
 
@@ -170,6 +171,21 @@ class EventIndex:
                                      p.get("baselineValue"), p.get("observedValue"),
                                      p.get("endTime"), sp.get("name"),
                                      sp.get("seriesId")))
+        return rows
+
+    def log_count_rows(self, t0: datetime, t1: datetime) -> list[LogCountRow]:
+        """The rows of ``reasoning.rca.LOG_COUNTS_QUERY``: template counts of log streams
+        (``LogEvent`` ``template-count``) starting in ``[t0, t1]``, one per entity they are
+        about × template (OPTIONAL)."""
+        rows: list[LogCountRow] = []
+        for iri in self.between(t0, t1):
+            p = self.props[iri]
+            if self.kinds[iri] != "LogEvent" or p.get("eventKind") != "template-count":
+                continue
+            for x in self.targets("aboutEntity", iri):
+                for t in self.targets("hasTemplate", iri) or _NONE:
+                    rows.append((iri, x, p.get("startTime"), p.get("count"), t,
+                                 p.get("logLevel")))
         return rows
 
     def alert_rows(self, iris: Collection[str]) -> list[AlertRow]:

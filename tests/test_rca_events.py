@@ -16,7 +16,7 @@ from ingest.demo import generate_demo
 from kg.facts import Entity, FactBatch, Relation
 from kg.graph import KnowledgeGraph
 from ontology import mint_iri
-from reasoning.rca import EVIDENCE_KINDS, EVIDENCE_QUERY, RCAService
+from reasoning.rca import EVIDENCE_KINDS, EVIDENCE_QUERY, LOG_COUNTS_QUERY, RCAService
 from reasoning.rca.reach import blast_radii, effects_of
 from reasoning.rules import PropagationGraph
 
@@ -42,6 +42,7 @@ def _events(targets: list[str]) -> FactBatch:
     for i, x in enumerate(targets):
         series, anomaly = _iri("MetricSeries", f"s{i}"), _iri("Anomaly", f"a{i}")
         alert, log = _iri("Alert", f"al{i}"), _iri("LogEvent", f"l{i}")
+        counted = _iri("LogEvent", f"c{i}")
         ents += [
             Entity(series, "MetricSeries", {"metricName": "latency_p99", "seriesId": f"s{i}",
                                             "name": f"latency_p99{{i=\"{i}\"}}"}),
@@ -54,11 +55,15 @@ def _events(targets: list[str]) -> FactBatch:
                                     "labels": '{"sli": "latency"}', "ingestScope": "evtest",
                                     "fingerprint": f"f{i}"}),
             Entity(log, "LogEvent", {"eventKind": "new-template", "count": 3 + i,
-                                     "startTime": T0 - timedelta(minutes=i)})]
+                                     "startTime": T0 - timedelta(minutes=i)}),
+            Entity(counted, "LogEvent", {"eventKind": "template-count", "count": 7 + i,
+                                         "logLevel": "error",
+                                         "startTime": T0 + timedelta(seconds=10 * i)})]
         rels += [Relation("observes", series, x), Relation("detectedIn", anomaly, series),
                  Relation("aboutEntity", anomaly, x), Relation("aboutEntity", alert, x),
                  Relation("instanceOf", alert, _iri("AlertDefinition", "high")),
-                 Relation("aboutEntity", log, x),
+                 Relation("aboutEntity", log, x), Relation("aboutEntity", counted, x),
+                 Relation("hasTemplate", counted, _iri("LogTemplate", "oom")),
                  Relation("instanceOf", log, _iri("LogTemplate", "oom"))]
         if i % 2 == 0:
             rels.append(Relation("partOfIncident", alert, _iri("Incident", "i1")))
@@ -111,6 +116,8 @@ def _assert_index_matches_store(kg: KnowledgeGraph) -> None:
     for t0, t1 in WINDOWS:
         expected = _store_rows(kg, EVIDENCE_QUERY, {"kinds": EVIDENCE_KINDS, "t0": t0, "t1": t1})
         assert sorted(events.evidence_rows(EVIDENCE_KINDS, t0, t1), key=_key) == expected
+        assert sorted(events.log_count_rows(t0, t1), key=_key) == _store_rows(
+            kg, LOG_COUNTS_QUERY, {"t0": t0, "t1": t1})
         where = "AND a.startTime >= $t0 AND a.startTime <= $t1"
         for scope in (None, "evtest"):
             params: dict[str, Any] = {"t0": t0, "t1": t1}
@@ -124,6 +131,10 @@ def _assert_index_matches_store(kg: KnowledgeGraph) -> None:
     assert sorted(events.alerts_of_incident(inc), key=_key) == _store_rows(
         kg, alerts.format(match="-[:partOfIncident]->(i:Entity {iri: $inc})", where=""),
         {"inc": inc})
+    series = _store_rows(kg, "MATCH (s:Entity)-[:observes]->(x:Entity) WHERE s.validTo IS NULL "
+                             "RETURN x.iri, s.seriesId, s.metricName", {})
+    assert sorted((x, sid, m) for x in {r[0] for r in series}
+                  for sid, m, _ in events.series_of(x)) == series
     assert events.observed() == {r[0] for r in _store_rows(
         kg, "MATCH (s:Entity)-[:observes]->(x:Entity) WHERE s.validTo IS NULL "
             "RETURN DISTINCT x.iri", {})}

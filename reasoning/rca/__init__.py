@@ -29,6 +29,7 @@ from reasoning.rca.engine import (
     Weights,
     analyse,
 )
+from reasoning.rca.evidence.collect import LogCount
 from reasoning.rca.evidence.sources import LocalSeries, SeriesSource
 from reasoning.rca.learned import LearnedSettings, apply_learned
 from reasoning.rca.origin_rank import OriginConfig, rank
@@ -54,6 +55,14 @@ EVIDENCE_QUERY = (
     "RETURN e.iri, e.kind, x.iri, e.startTime, e.anomalyScore, e.metricName, e.eventKind, "
     "e.count, e.name, t.iri, e.direction, e.baselineValue, e.observedValue, e.endTime, s.name, "
     "s.seriesId"
+)
+
+LOG_COUNTS_QUERY = (
+    "MATCH (e:Entity)-[:aboutEntity]->(x:Entity) "
+    "WHERE e.kind = 'LogEvent' AND e.eventKind = 'template-count' "
+    "AND e.startTime >= $t0 AND e.startTime <= $t1 "
+    "OPTIONAL MATCH (e)-[:hasTemplate]->(t:Entity) "
+    "RETURN e.iri, x.iri, e.startTime, e.count, t.iri, e.logLevel"
 )
 
 
@@ -222,8 +231,12 @@ class RCAService:
         graph = self.propagation_graph()
         snap = self.kg.snapshot
         events = self.evidence(start, end)
+        logs = [LogCount(entity, at, float(count or 0), template, level)
+                for _, entity, at, count, template, level
+                in snap.events.log_count_rows(start, end)]
         ranking = rank(graph, snap.iris, snap.kinds, snap.index, symptoms, events,
-                       self.series_sources(), cfg, reference=reference, limit=limit)
+                       self.series_sources(), cfg, reference=reference, limit=limit,
+                       log_counts=logs)
         unresolved = [s.name for s in symptoms if s.entity is None or s.entity not in snap.index]
         found = ranking.evidence
         summary = {"sources": found.sources, "series": found.series,

@@ -46,6 +46,7 @@ from reasoning.rca.engine import Candidate, Evidence, Symptom, _hypothesis, _pat
 from reasoning.rca.evidence.collect import (
     EventEvidence,
     IncidentEvidence,
+    LogCount,
     Timing,
     collect,
 )
@@ -97,8 +98,8 @@ class Ranking:
 def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
          index: Mapping[str, int], symptoms: Sequence[Symptom], events: Sequence[Evidence],
          sources: Sequence[SeriesSource], cfg: OriginConfig, *,
-         reference: tuple[datetime, datetime] | None = None, limit: int | None = 10
-         ) -> Ranking:
+         reference: tuple[datetime, datetime] | None = None, limit: int | None = 10,
+         log_counts: Sequence[LogCount] = ()) -> Ranking:
     """Ranked root-cause components for ``symptoms`` (see the module doc)."""
     located = [s for s in symptoms if s.entity is not None and s.entity in index]
     if not located:
@@ -131,8 +132,11 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     # 3. evidence per entity, lifted to components
     ev_in = [EventEvidence(e.entity, e.kind, e.at, e.score, e.detail, e.direction,
                            e.series_id) for e in events]
+    stored = {e.iri for e in events}
+    ev_in += [EventEvidence(str(s.entity), "Alert", s.at, 0.0, s.name) for s in located
+              if s.alert is None or s.alert not in stored]  # the symptoms deviate too
     found = collect({iris[n] for n in universe}, sources, (first, last), reference, ev_in,
-                    cfg.judge, cfg.timing, cfg.alert_z)
+                    cfg.judge, cfg.timing, cfg.alert_z, log_counts)
     per_entity = {index[iri]: ev for iri, ev in found.entities.items() if iri in index}
     evidence = {g: _merge([per_entity[m] for m in ms if m in per_entity])
                 for g, ms in members.items()}

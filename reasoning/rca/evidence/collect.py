@@ -11,10 +11,12 @@ say:
   judged here (a series judged against a clean reference says more than a trailing
   detector); its score is ``log(z / threshold)`` like a verdict's;
 - alerts and alarms about an entity are ``alert`` evidence of strength ``alert_z``;
-- log events are ``logs`` evidence, judged against the reference too: an error burst
-  counts; a new or rare template counts only when the entity's logs were already seen in
-  the reference period (a stream first ingested with the incident makes every template
-  "new"); plain template counts are not evidence by themselves.
+- log events are ``logs`` evidence, judged against the reference too: the frequency of
+  each warning- or error-level template of an entity is a series (its count per ingest
+  window, 0 in windows where the entity logged other templates) judged like any other
+  (``log_template_count{template, level}``); an error burst counts; a new or rare template
+  counts only when the entity's logs were already seen in the reference period (a stream
+  first ingested with the incident makes every template "new").
 
 Everything that could not be judged is kept (:attr:`IncidentEvidence.unjudged`), so the
 answer can say per candidate which evidence was present, normal, unjudged or missing.
@@ -27,10 +29,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from reasoning.rca.evidence.judge import JudgeConfig, Verdict, judge
 from reasoning.rca.evidence.kinds import classify
 from reasoning.rca.evidence.origin import EntityEvidence, KindEvidence, timeliness
-from reasoning.rca.evidence.sources import SeriesSource
+from reasoning.rca.evidence.sources import SeriesData, SeriesFetch, SeriesRef, SeriesSource
 
 EVENT_ROLES = {"alert": "propagating", "logs": "propagating"}
 
@@ -65,6 +69,21 @@ class EventEvidence:
     series_id: str | None = None
 
 
+@dataclass(frozen=True)
+class LogCount:
+    """How often one template was logged by an entity in one ingest window."""
+
+    entity: str
+    at: datetime
+    count: float
+    template: str | None
+    level: str | None
+
+
+SEVERE_LEVELS = frozenset({"warn", "warning", "error", "err", "severe", "fatal", "critical",
+                           "crit", "alert", "emerg", "emergency", "panic"})
+
+
 @dataclass
 class IncidentEvidence:
     entities: dict[str, EntityEvidence] = field(default_factory=dict)
@@ -80,7 +99,7 @@ class IncidentEvidence:
 def collect(entities: Collection[str], sources: Sequence[SeriesSource],
             symptoms: tuple[datetime, datetime], reference: tuple[datetime, datetime] | None,
             events: Sequence[EventEvidence], judge_cfg: JudgeConfig, timing: Timing,
-            alert_z: float = 10.0) -> IncidentEvidence:
+            alert_z: float = 10.0, log_counts: Sequence[LogCount] = ()) -> IncidentEvidence:
     """The evidence of ``entities`` for an incident whose symptoms started between
     ``symptoms[0]`` and ``symptoms[1]`` (see the module doc)."""
     first, last = symptoms
@@ -93,8 +112,9 @@ def collect(entities: Collection[str], sources: Sequence[SeriesSource],
     fetch_from = start - timedelta(seconds=judge_cfg.window_steps * 300)
     fetch_to = last + timedelta(seconds=max(judge_cfg.after_s, judge_cfg.window_steps * 300))
     judged_series: set[str] = set()
-    for source in sources:
-        fetched = source.fetch(entities, fetch_from, fetch_to)
+    fetches = [source.fetch(entities, fetch_from, fetch_to) for source in sources]
+    fetches.append(SeriesFetch(_log_series(entities, log_counts)))
+    for fetched in fetches:
         out.problems.extend(fetched.problems)
         out.series += len(fetched.series)
         for data in fetched.series:
@@ -123,6 +143,29 @@ def collect(entities: Collection[str], sources: Sequence[SeriesSource],
                 and e.entity not in logged_before)):
             continue
         _event(out.of(e.entity), e, judged_series, judge_cfg, timing, first, alert_z)
+    return out
+
+
+def _log_series(entities: Collection[str], counts: Sequence[LogCount]) -> list[SeriesData]:
+    """Per entity and warning/error template, its count per window the entity logged in."""
+    windows: dict[str, set[int]] = {}
+    cells: dict[tuple[str, str, str], dict[int, float]] = {}
+    for c in counts:
+        if c.entity not in entities:
+            continue
+        ms = int(c.at.timestamp() * 1000)
+        windows.setdefault(c.entity, set()).add(ms)
+        level = (c.level or "").lower()
+        if c.template and level in SEVERE_LEVELS:
+            cell = cells.setdefault((c.entity, c.template, level), {})
+            cell[ms] = cell.get(ms, 0.0) + float(c.count)
+    out = []
+    for (entity, template, level), cell in cells.items():
+        ts = np.array(sorted(windows[entity]), dtype=np.int64)
+        values = np.array([cell.get(int(t), 0.0) for t in ts])
+        labels = {"template": template.rsplit("/", 1)[-1], "level": level}
+        out.append(SeriesData(SeriesRef(entity, "log_template_count", labels, "logs",
+                                        f"{entity}|{template}"), ts, values))
     return out
 
 

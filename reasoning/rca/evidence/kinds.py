@@ -38,6 +38,7 @@ class MetricKind:
 # (pattern, kind name, role, sign), first match wins; patterns are regular expressions on
 # the lower-case metric name.
 RULES: tuple[tuple[str, str, str, int], ...] = (
+    (r"^log_template_count$", "logs", "propagating", +1),
     (r"self_?time|exclusive", "self", "own", +1),
     (r"client.*(latency|duration|delay|time)|(latency|duration|delay).*client", "client",
      "waiting", +1),

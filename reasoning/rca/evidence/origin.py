@@ -39,6 +39,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "latency": ("latency", "self", "gap", "resource", "errors", "availability"),
     "errors": ("errors", "availability"),
     "availability": ("availability", "errors"),
+    "logs": ("logs", "errors", "availability"),
 }
 SELF_EXPLAINED_BY: dict[str, tuple[str, ...]] = {"latency": ("client",)}
 ANY = ("resource", "self", "gap", "latency", "errors", "availability", "logs", "alert")
@@ -95,79 +96,75 @@ def timeliness(lag_s: float, before_s: float, early_scale_s: float, late_scale_s
 
 def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
                   evidence: Mapping[int, EntityEvidence], min_shared: int = 2,
-                  min_share: float = 0.8) -> dict[int, tuple[float, dict[str, float]]]:
+                  min_share: float = 0.5) -> dict[int, tuple[float, dict[str, float]]]:
     """Per node: its origin score and each kind's part of it (see the module doc).
 
     An entity that nothing observes (no series, no event) cannot show evidence, but it can
     be the **common cause** of what it impacts: when at least ``min_shared`` of its direct
-    dependants deviate, and they are at least ``min_share`` of them, it explains their
-    propagating deviations in that share, and its own score (kind ``inferred``) is that
-    share times their mean propagating evidence — a link nobody monitors under every
-    service routed over it."""
+    dependants deviate in a way nothing else they depend on explains, and they are at least
+    ``min_share`` of its dependants, it explains their propagating deviations in that share,
+    and its own score (kind ``inferred``) is that share times their mean unexplained
+    evidence — a link nobody monitors under every service routed over it. (A caller slowed
+    by a slow callee is explained by the callee, so it does not make their common host a
+    suspect.)"""
     dependants: dict[int, list[int]] = {}
     for m, cs in deps.items():
         for c in cs:
             dependants.setdefault(c, []).append(m)
-
-    def deviates(m: int) -> bool:
-        ev = evidence.get(m)
-        return ev is not None and any(e.score > 0 for k, e in ev.kinds.items()
-                                      if ev.role.get(k) in ("own", "propagating"))
-
-    def propagating(m: int) -> float:
-        ev = evidence.get(m)
-        return sum(e.score for k, e in ev.kinds.items()
-                   if ev.role.get(k) == "propagating") if ev else 0.0
-
+    first = {n: _origin(n, deps, evidence, {}) for n in set(nodes) | set(deps)}
     common: dict[int, float] = {}  # unobserved entity -> share of its dependants deviating
     for c, ds in dependants.items():
         ev = evidence.get(c)
         if ev is not None and (ev.observed or ev.kinds):
             continue
-        sick = [d for d in ds if deviates(d)]
+        sick = [d for d in ds if first.get(d, (0.0, {}))[0] > 0]
         if len(sick) >= min_shared and len(sick) / len(ds) >= min_share:
             common[c] = len(sick) / len(ds)
     out: dict[int, tuple[float, dict[str, float]]] = {}
     for n in nodes:
         if n in common:
-            sick = [d for d in dependants[n] if deviates(d)]
-            inferred = common[n] * sum(propagating(d) for d in sick) / len(sick)
+            sick = [d for d in dependants[n] if first.get(d, (0.0, {}))[0] > 0]
+            inferred = common[n] * sum(first[d][0] for d in sick) / len(sick)
             out[n] = (inferred, {"inferred": inferred})
-            continue
-        ev = evidence.get(n)
-        if ev is None or not ev.kinds:
-            out[n] = (0.0, {})
-            continue
-        parts: dict[str, float] = {}
-        for kind, mine in ev.kinds.items():
-            if mine.score <= 0:
-                continue
-            if ev.role[kind] == "own":
-                parts[kind] = mine.score
-                continue
-            if ev.role[kind] != "propagating":
-                continue
-            causes = EXPLAINED_BY.get(kind, ANY)
-            explained = max((min(1.0, e.score / mine.score) for k, e in ev.kinds.items()
-                             if k in SELF_EXPLAINED_BY.get(kind, ())), default=0.0)
-            for c in deps.get(n, ()):
-                if c in common:
-                    explained = max(explained, common[c])
-                    continue
-                other = evidence.get(c)
-                if other is None or c == n:
-                    continue
-                theirs = max((e for k, e in other.kinds.items() if k in causes and e.score > 0
-                              and (mine.onset is None or e.onset is None
-                                   or e.onset <= mine.onset)),
-                             key=lambda e: e.score, default=None)
-                if theirs is not None:
-                    explained = max(explained, min(1.0, theirs.score / mine.score))
-                elif not other.observed & set(causes) and other.own() > 0:
-                    explained = 1.0
-            parts[kind] = mine.score * (1.0 - explained)
-        out[n] = (sum(parts.values()), parts)
+        else:
+            out[n] = _origin(n, deps, evidence, common) if common else first[n]
     return out
+
+
+def _origin(n: int, deps: Mapping[int, Sequence[int]], evidence: Mapping[int, EntityEvidence],
+            common: Mapping[int, float]) -> tuple[float, dict[str, float]]:
+    ev = evidence.get(n)
+    if ev is None or not ev.kinds:
+        return 0.0, {}
+    parts: dict[str, float] = {}
+    for kind, mine in ev.kinds.items():
+        if mine.score <= 0:
+            continue
+        if ev.role[kind] == "own":
+            parts[kind] = mine.score
+            continue
+        if ev.role[kind] != "propagating":
+            continue
+        causes = EXPLAINED_BY.get(kind, ANY)
+        explained = max((min(1.0, e.score / mine.score) for k, e in ev.kinds.items()
+                         if k in SELF_EXPLAINED_BY.get(kind, ())), default=0.0)
+        for c in deps.get(n, ()):
+            if c in common:
+                explained = max(explained, common[c])
+                continue
+            other = evidence.get(c)
+            if other is None or c == n:
+                continue
+            theirs = max((e for k, e in other.kinds.items() if k in causes and e.score > 0
+                          and (mine.onset is None or e.onset is None
+                               or e.onset <= mine.onset)),
+                         key=lambda e: e.score, default=None)
+            if theirs is not None:
+                explained = max(explained, min(1.0, theirs.score / mine.score))
+            elif not other.observed & set(causes) and other.own() > 0:
+                explained = 1.0
+        parts[kind] = mine.score * (1.0 - explained)
+    return sum(parts.values()), parts
 
 
 def chain_factors(starts: Collection[int], deps: Mapping[int, Sequence[int]],
