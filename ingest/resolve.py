@@ -12,6 +12,10 @@ Order (first existing candidate wins):
 2. only when no subject label is present: ``service``, ``instance`` (its host part),
    ``job``, ``host`` / ``hostname``, because these often name the exporter rather than the
    subject (``service=kube-state-metrics`` scrapes a crash-looping pod; it is not it).
+   ``namespace`` and ``cluster`` alone do not make a label set about the namespace or the
+   cluster when such a name is present: they qualify it (``{service="cart",
+   namespace="shop"}`` is the Kubernetes Service ``shop/cart``), and the namespace and
+   cluster come after those names.
 
 A pod unknown to the graph maps to its workload by its name's hash suffix
 (``cart-5d8f9c7b6-x2xkq`` → Deployment ``cart``, ``db-0`` → StatefulSet ``db``,
@@ -127,9 +131,11 @@ def candidates(scope: str, labels: Mapping[str, str], base: str, *,
     if node := labels.get("node"):
         add("KubernetesNode", node, "node")
         add("ComputeNode", node, "node")
-    if "namespace" in labels:
+    specific = any(k in labels for k in SUBJECT_LABELS if k not in ("namespace", "cluster"))
+    named = any(k in labels for k in FALLBACK_LABELS)
+    if "namespace" in labels and (specific or not named):
         add("Namespace", labels["namespace"], "namespace")
-    if any(k in labels for k in SUBJECT_LABELS):
+    if specific or (("namespace" in labels or "cluster" in labels) and not named):
         if "cluster" in labels:
             add("KubernetesCluster", labels["cluster"], "cluster")
         return out
@@ -153,6 +159,10 @@ def candidates(scope: str, labels: Mapping[str, str], base: str, *,
                 add(kind, host, label)
     if job := labels.get("job"):
         add("Service", job, "job")
+    if "namespace" in labels:  # only qualified the names above: the namespace comes last
+        add("Namespace", labels["namespace"], "namespace")
+    if "cluster" in labels:
+        add("KubernetesCluster", labels["cluster"], "cluster")
     return out
 
 

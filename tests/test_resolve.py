@@ -169,3 +169,15 @@ def test_mapped_labels_resolve_through_the_webhook(mapped: KnowledgeGraph) -> No
                     ["Slow", iri("Service", "frontend"), "exact"]]
     assert json.loads(mapped.cypher("MATCH (a:Entity) WHERE a.name = 'CrashLoop' "
                                     "RETURN a.labels").rows[0][0])["kubernetes_namespace"] == "shop"
+
+
+def test_namespace_and_cluster_qualify_a_service_name() -> None:
+    # {service, namespace} is the Kubernetes Service in that namespace, not the namespace
+    assert first({"service": "cart", "namespace": "shop"}) == (
+        "KubernetesService", "shop%2Fcart", "exact")
+    order = [c.kind for c in candidates(SCOPE, {"service": "cart", "namespace": "shop"}, BASE)]
+    assert order == ["KubernetesService", "Service", "Namespace"]
+    # alone, or beside a subject label, the namespace is still what the labels name
+    assert first({"namespace": "shop"})[0] == "Namespace"
+    assert first({"pod": "cart-5d8f9c7b6-x2xkq", "namespace": "shop"})[0] == "Pod"
+    assert first({"job": "cart", "cluster": "c1"})[:2] == ("Service", "cart")
