@@ -207,6 +207,35 @@ def test_parquet_table_and_a_directory(kg: KnowledgeGraph, tmp_path: Path) -> No
     assert {k: v[0] for k, v in calls(kg).items()} == dict(reference(rows)["edges"])
 
 
+def test_table_with_iso_times_status_and_kind(kg: KnowledgeGraph, tmp_path: Path) -> None:
+    table = tmp_path / "spans.csv"
+    table.write_text(
+        "trace_id,span_id,parent_span_id,service,operation,start,end,status,status_message,kind\n"
+        "a1,1,,frontend,GET /,2026-01-01T00:00:00Z,2026-01-01T00:00:00.100Z,ok,,server\n"
+        "a1,2,1,cart,Get,2026-01-01T00:00:00.010Z,2026-01-01T00:00:00.090Z,ERROR,boom,server\n"
+        "a1,3,2,cart,db,1767225600.02,1767225600.03,,,client\n"
+        "a2,1,root,frontend,GET /,2026-01-01 01:00:30,2026-01-01 01:00:30.5,ok,,server\n"
+        "\n"
+        "a3,1,,frontend,GET /,2026-01-01T00:00:01Z,2026-01-01T00:00:02Z,maybe,,server\n"
+        "a3,2,zz,frontend,GET /,2026-01-01T00:00:01Z,2026-01-01T00:00:02Z,ok,,sideways\n"
+        "a3,3,1,frontend,GET /,yesterday,2026-01-01T00:00:02Z,ok,,server\n")
+    report = run_ingest(kg, "traces", [Input.file(table)], scope="iso",
+                        options={"tz": "Europe/Paris"})
+    assert [(r.where, r.reason.split(":")[0]) for r in report.rejected] == [
+        ("line 7", "unknown status"), ("line 8", "bad parent span id"),
+        ("line 9", "bad start")]
+    assert report.counts["spans"] == 4
+    t = T0 // MS
+    assert samples(kg, "iso", "trace_request_rate", {"service": "frontend"}) == \
+        {t: pytest.approx(2 / 60)}  # the zone-less row is Paris time: 00:00:30Z
+    assert samples(kg, "iso", "trace_latency_seconds", {
+        "service": "frontend", "statistic": "mean"}) == {t: pytest.approx(0.3)}
+    assert samples(kg, "iso", "trace_error_ratio", {"service": "cart"}) == {t: 1.0}
+    assert samples(kg, "iso", "trace_self_time_seconds", {
+        "service": "cart", "operation": "Get", "statistic": "mean"}) == {t: pytest.approx(0.07)}
+    assert {k: v[:2] for k, v in calls(kg).items()} == {("frontend", "cart"): [1, 1]}
+
+
 # -- OTLP, by hand --------------------------------------------------------------------------------
 
 def span(trace: int, sid: int, parent: int, service: str, name: str, start_ms: float,

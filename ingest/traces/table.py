@@ -76,82 +76,93 @@ def table_spans(table: pa.Table, numbers: np.ndarray, word: str, time_unit: str,
         raise TraceInputError(f"span table: missing column(s) {', '.join(need)} (columns: "
                               f"{', '.join(table.column_names) or 'none'})")
     n = table.num_rows
-    text = {c: _strings(table.column(c)) for c in cols
-            if c not in (times[0], times[1])}
+    text = {c: _strings(table.column(c)) for c in table.column_names}
     blank = np.ones(n, dtype=bool)
-    for c in table.column_names:
-        col = text[c] if c in text else _strings(table.column(c))
+    for col in text.values():
         blank &= _np(pc.equal(col, "")).astype(bool)
     problems = _Problems(n)
-    th_tl, bad = _ids(text["trace_id"], 16)
-    problems.add(bad, "bad trace id: expected up to 32 hex digits, not all zero")
-    span, bad = _ids(text["span_id"], 8)
-    problems.add(bad, "bad span id: expected up to 16 hex digits, not all zero")
-    parent = np.zeros(n, dtype=np.uint64)
+    cells = _checked(table, text, times, time_unit, tz, problems)
+    for i in problems.rows(~blank):
+        reject(f"{word} {numbers[i]}", problems.reason[i], _row_text(table, int(i)))
+    empty = pa.array([""] * n, pa.string())
+    pod = text.get("pod", text.get("instance", empty))
+    inst, instances = _codes(pc.binary_join_element_wise(
+        text["service"], pod, text.get("namespace", empty), "\x1f"))
+    op, operations = _codes(text["operation"])
+    msg, messages = _codes(pc.utf8_slice_codeunits(text.get("status_message", empty), 0,
+                                                   MAX_MESSAGE))
+    if messages:  # the empty message is "none"
+        msg = np.where(np.array([m == "" for m in messages], dtype=bool)[msg], -1, msg)
+    batch = SpanBatch(cells["trace_hi"], cells["trace_lo"], cells["span"], cells["parent"],
+                      cells["start"], cells["end"], inst, op, cells["kind"], cells["status"],
+                      msg, [(a, b, c) for a, b, c in (s.split("\x1f") for s in instances)],
+                      operations, messages)
+    return batch.take(~blank & ~problems.bad)
+
+
+def _checked(table: pa.Table, text: dict[str, pa.Array], times: tuple[str, str, int | None],
+             time_unit: str, tz: tzinfo, problems: _Problems) -> dict[str, np.ndarray]:
+    """The id, time, status and kind columns parsed; each row's first problem recorded."""
+    n = table.num_rows
+    words, invalid, zero = _ids(text["trace_id"], 16)
+    problems.add(invalid | zero, "bad trace id: expected up to 32 hex digits, not all zero")
+    out = {"trace_hi": words[0], "trace_lo": words[1]}
+    words, invalid, zero = _ids(text["span_id"], 8)
+    problems.add(invalid | zero, "bad span id: expected up to 16 hex digits, not all zero")
+    out["span"] = words[0]
+    out["parent"] = np.zeros(n, dtype=np.uint64)
     if "parent_span_id" in text:
         raw = text["parent_span_id"]
         none = _np(pc.is_in(pc.utf8_lower(raw), pa.array(["", "root"]))).astype(bool)
-        words, bad = _ids(raw, 8)
-        parent = np.where(none, 0, words[0])
-        problems.add(bad & ~none & (words[0] != 0), "bad parent span id: expected up to 16 "
-                     "hex digits, empty or root")
+        words, invalid, _ = _ids(raw, 8)
+        out["parent"] = np.where(none, 0, words[0])  # all zero: no parent, as in OTLP
+        problems.add(invalid & ~none, "bad parent span id: expected up to 16 hex digits, "
+                     "empty or root")
     for c, what in (("service", "missing service"), ("operation", "missing operation")):
         problems.add(_np(pc.equal(text[c], "")).astype(bool), what)
     unit = UNITS[time_unit] if times[2] is None else times[2]
-    start, bad_s = _times(table.column(times[0]), unit, tz)
-    end, bad_e = _times(table.column(times[1]), unit, tz)
+    out["start"], bad_s = _times(table.column(times[0]), unit, tz)
+    out["end"], bad_e = _times(table.column(times[1]), unit, tz)
     problems.add(bad_s, f"bad {times[0]}: {_time_help(times, time_unit)}")
     problems.add(bad_e, f"bad {times[1]}: {_time_help(times, time_unit)}")
-    problems.add(~bad_s & ~bad_e & (end < start), "end before start")
-    status, bad = _enum(text.get("status"), n, STATUS_NAMES, "status_code_")
+    problems.add(~bad_s & ~bad_e & (out["end"] < out["start"]), "end before start")
+    out["status"], bad = _enum(text.get("status"), n, STATUS_NAMES, "status_code_")
     problems.add(bad, "unknown status: expected ok, error or unset")
-    kind, bad = _enum(text.get("kind"), n, KIND_NAMES, "span_kind_")
+    out["kind"], bad = _enum(text.get("kind"), n, KIND_NAMES, "span_kind_")
     problems.add(bad, f"unknown kind: expected one of {', '.join(KIND_NAMES)}")
-    for i in problems.rows(~blank):
-        reject(f"{word} {numbers[i]}", problems.reason[i], _row_text(table, int(i)))
-    keep = ~blank & (problems.reason == None)  # noqa: E711 (object array: elementwise)
-    pod = text.get("pod", text.get("instance", pa.array([""] * n, pa.string())))
-    namespace = text.get("namespace", pa.array([""] * n, pa.string()))
-    inst, instances = _codes(pc.binary_join_element_wise(text["service"], pod, namespace,
-                                                         "\x1f"))
-    op, operations = _codes(text["operation"])
-    msg, messages = _codes(pc.utf8_slice_codeunits(
-        text.get("status_message", pa.array([""] * n, pa.string())), 0, MAX_MESSAGE))
-    msg = np.where(np.array([m == "" for m in messages], dtype=bool)[msg], -1, msg) \
-        if messages else msg
-    batch = SpanBatch(th_tl[0], th_tl[1], span[0], parent, start, end, inst, op, kind, status,
-                      msg, [tuple(s.split("\x1f")) for s in instances],  # type: ignore[misc]
-                      operations, messages)
-    return batch.take(keep)
+    return out
 
 
 class _Problems:
     """The first problem of each row."""
 
     def __init__(self, n: int) -> None:
-        self.reason = np.full(n, None, dtype=object)
+        self.reason = np.full(n, "", dtype=object)
+        self.bad = np.zeros(n, dtype=bool)
 
     def add(self, mask: np.ndarray, reason: str) -> None:
-        self.reason[mask & (self.reason == None)] = reason  # noqa: E711
+        new = mask & ~self.bad
+        self.reason[new] = reason
+        self.bad |= new
 
     def rows(self, among: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(among & (self.reason != None))  # noqa: E711
+        return np.flatnonzero(among & self.bad)
 
 
-def _ids(col: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(width // 8, n)`` uint64 words of a hex id column and its bad mask (not hex,
-    empty, too long, all zero)."""
+def _ids(col: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(width // 8, n)`` uint64 words of a hex id column, the mask of the invalid ids (not
+    hex, empty, too long) and the mask of the all-zero ones."""
     digits = 2 * width
+    col = pc.utf8_trim_whitespace(col)
     lengths = _np(pc.binary_length(col)).astype(np.int64)
     fits = lengths <= digits
     padded = pc.utf8_lpad(pc.if_else(pa.array(fits), col, ""), digits, "0")
     # non-ASCII text pads to more bytes than digits: such ids are bad, read as zeros
     ascii_ok = _np(pc.binary_length(padded)) == digits
     padded = pc.if_else(pa.array(ascii_ok), padded, "0" * digits)
-    data = _fixed_bytes(padded, digits)
-    words, bad = hex_ids(data, np.where(fits & ascii_ok, lengths, digits + 1), width)
-    zero = (words == 0).all(axis=0)
-    return words, bad | zero
+    words, invalid = hex_ids(_fixed_bytes(padded, digits),
+                             np.where(fits & ascii_ok, lengths, digits + 1), width)
+    return words, invalid, (words == 0).all(axis=0)
 
 
 def _fixed_bytes(arr: pa.Array, width: int) -> np.ndarray:
@@ -210,11 +221,18 @@ def _times(col: pa.ChunkedArray, unit_ns: int, tz: tzinfo) -> tuple[np.ndarray, 
 
 
 def _number_ns(text: pa.Array, unit_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    try:  # integers stay exact (nanoseconds do not fit a double)
-        ints = _np(pc.cast(text, pa.int64()))
-        return _scaled(ints.astype(np.float64), ints, unit_ns)
-    except pa.ArrowInvalid:
+    """Numbers in ``unit_ns`` to exact nanoseconds: read as decimals with as many fraction
+    digits as the unit has nanoseconds (9 for seconds), whose unscaled integer *is* the
+    nanosecond count; a double would lose the last digits of an epoch in nanoseconds."""
+    scale = len(str(unit_ns)) - 1
+    try:
+        dec = pc.cast(text, pa.decimal128(38, scale))
+    except pa.ArrowInvalid:  # finer than a nanosecond: rounded through a double
         return _scaled(_np(pc.cast(text, pa.float64())), None, unit_ns)
+    words = np.frombuffer(dec.buffers()[1], dtype=np.int64).reshape(-1, 2)
+    low, high = words[dec.offset:dec.offset + len(dec)].T  # 128-bit little-endian halves
+    ok = (high == 0) & (low > 0)
+    return np.where(ok, low, 0), ~ok
 
 
 def _scaled(values: np.ndarray, ints: np.ndarray | None, unit_ns: int
