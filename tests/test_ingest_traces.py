@@ -542,3 +542,6 @@ def test_cli_ingests_a_span_table(tmp_path: Path) -> None:
                                    "ingest", "traces", str(table), "--scope", SCOPE,
                                    "-o", "step=60"])
     assert res.exit_code != 0 and "step=30" in str(res.exception or res.output)
+    res = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "--store", "embedded",
+                                   "ingest", "traces", str(table), "--scope", SCOPE])
+    assert res.exit_code == 0, res.output  # no step: the scope's

@@ -49,7 +49,8 @@ class TraceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["auto", "otlp-json", "otlp-proto", "table"] = "auto"
-    step: int = Field(60, ge=1, le=3600, description="bucket width, seconds")
+    step: int | None = Field(None, ge=1, le=3600,
+                             description="bucket width, seconds (default: the scope's, else 60)")
     grace: int = Field(600, ge=0, le=7 * 86_400,
                        description="seconds a bucket stays open behind the newest one")
     time_unit: Literal["s", "ms", "us", "ns"] = "s"
@@ -78,7 +79,7 @@ def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
     """Ingest trace inputs; see the module doc."""
     opts = parse_options(ctx.options)
     run = MetricsRun.open(ctx, MetricsOptions(detect=opts.detect))
-    writer = TraceWriter(ctx, run, opts.step, opts.per_operation, opts.create_services)
+    writer = TraceWriter(ctx, run, opts.per_operation, opts.create_services)
     states: dict[str, TraceState] = {}
     max_start = (now_utc().timestamp() + opts.max_future) * 1e9
     ctx.progress.start(sum(i.size for i in inputs), "traces")

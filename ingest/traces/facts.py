@@ -61,7 +61,6 @@ class TraceWriter:
 
     ctx: IngestContext
     run: MetricsRun
-    step_s: int
     per_operation: bool = True
     create_services: bool = True
     _services: dict[str, bool] = field(default_factory=dict)  # service IRI -> in the graph
@@ -69,7 +68,8 @@ class TraceWriter:
     _calls: dict[tuple[str, str, str], tuple[Totals, str]] = field(default_factory=dict)
     _pod_calls: dict[tuple[str, Instance, Instance], tuple[Totals, str]] = \
         field(default_factory=dict)
-    _events: dict[tuple[str, Instance, int, str], tuple[int, list[str], str]] = \
+    # (scope, instance, bucket start ms, message) -> (count, operations, file, step ms)
+    _events: dict[tuple[str, Instance, int, str], tuple[int, list[str], str, int]] = \
         field(default_factory=dict)
 
     def add(self, state: TraceState, applied: Applied, file: str) -> None:
@@ -87,7 +87,9 @@ class TraceWriter:
             inst = state.window.instances[e.inst[i]]
             msg = state.window.messages[e.msg[i]] if e.msg[i] >= 0 else ""
             ops = [state.window.operations[o] for o in e.operations[i]]
-            self._events[(scope, inst, int(e.bucket[i]), msg)] = (int(e.count[i]), ops, file)
+            step_ms = state.step_ns // 1_000_000
+            self._events[(scope, inst, int(e.bucket[i]) * step_ms, msg)] = (
+                int(e.count[i]), ops, file, step_ms)
 
     def finish(self) -> None:
         """Queue the events and calls, then let the metrics run write the samples (durable)
@@ -148,7 +150,7 @@ class TraceWriter:
             at = int(c.bucket[i]) * step_ms
             values: list[tuple[str, dict[str, str], float]] = []
             if c.entries[i]:
-                values.append(("trace_request_rate", {}, c.entries[i] / self.step_s))
+                values.append(("trace_request_rate", {}, c.entries[i] * 1000 / step_ms))
                 values.append(("trace_error_ratio", {}, c.errors[i] / c.entries[i]))
                 values += [("trace_latency_seconds", {"statistic": k}, v[i])
                            for k, v in c.latency.items()]
@@ -174,16 +176,14 @@ class TraceWriter:
         keys = list(self._events)
         found = self.run.resolver.resolve_many([(scope, _labels(inst))
                                                 for scope, inst, _, _ in keys])
-        step_ms = self.step_s * 1000
-        for (scope, inst, bucket, msg), res in zip(keys, found, strict=True):
-            count, ops, file = self._events[(scope, inst, bucket, msg)]
-            start = _time(bucket * step_ms)
-            digest = hashlib.sha1(json.dumps([*inst, bucket * step_ms, msg]).encode()
-                                  ).hexdigest()[:24]
+        for (scope, inst, at, msg), res in zip(keys, found, strict=True):
+            count, ops, file, step_ms = self._events[(scope, inst, at, msg)]
+            start = _time(at)
+            digest = hashlib.sha1(json.dumps([*inst, at, msg]).encode()).hexdigest()[:24]
             iri = self.ctx.iri(scope, "LogEvent", f"{EVENT_KIND}/{digest}")
             props: dict[str, Value] = {
                 "eventKind": EVENT_KIND, "name": msg or NO_MESSAGE, "count": count,
-                "startTime": start, "endTime": _time((bucket + 1) * step_ms),
+                "startTime": start, "endTime": _time(at + step_ms),
                 "logLevel": "error", "ingestScope": scope,
                 "labels": json.dumps(_labels(inst), sort_keys=True, ensure_ascii=False),
                 "attributes": json.dumps({"operations": ops}, ensure_ascii=False),

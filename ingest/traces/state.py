@@ -41,6 +41,7 @@ from ingest.traces import derive
 from ingest.traces.spans import Instance, SpanBatch
 
 STATE_VERSION = 1
+DEFAULT_STEP = 60  # seconds: one-minute buckets
 MAX_PARTS = 16  # more parts than this are folded into one on save
 Totals = list[int]  # [count, errors, first start ns, last start ns]
 
@@ -83,19 +84,23 @@ class TraceState:
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
-    def load(cls, data_dir: Path, scope: str, step_s: int, grace_s: int, *,
+    def load(cls, data_dir: Path, scope: str, step_s: int | None, grace_s: int, *,
              cached: bool = True) -> TraceState:
-        """The saved state of ``scope`` (empty when there is none); ``cached=False`` reads
-        the files even when this process holds the state in memory (dry runs)."""
+        """The saved state of ``scope`` (empty when there is none). ``step_s`` None takes
+        the scope's step (``DEFAULT_STEP`` for a new scope); another step than the scope's
+        is an error. ``cached=False`` reads the files even when this process holds the
+        state in memory (dry runs)."""
         root = data_dir / "traces" / quote(scope, safe="")
-        grace = -(-grace_s // step_s)  # whole buckets, rounded up
         meta_path = root / "state.json"
         if not meta_path.exists():
-            return cls(root, scope, step_s * 10**9, grace)
+            step_s = step_s or DEFAULT_STEP
+            return cls(root, scope, step_s * 10**9, -(-grace_s // step_s))
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("version") != STATE_VERSION:
             raise IngestError(f"trace state {meta_path} has version {meta.get('version')}; "
                               f"this AutoCNC reads version {STATE_VERSION}")
+        step_s = step_s or meta["stepSeconds"]
+        grace = -(-grace_s // step_s)  # whole buckets, rounded up
         if meta["stepSeconds"] != step_s:
             raise IngestError(
                 f"traces of scope {scope!r} are bucketed by step={meta['stepSeconds']} s; "
