@@ -199,9 +199,11 @@ def test_parquet_table_and_a_directory(kg: KnowledgeGraph, tmp_path: Path) -> No
     table = table.set_column(7, "end_unix_nano", table.column(7).cast(pa.int64()))
     (tmp_path / "in").mkdir()
     pq.write_table(table, tmp_path / "in" / "spans.parquet")
+    (tmp_path / "in" / "package.json").write_text('{"name": "not traces"}')
     report = run_ingest(kg, "traces", inputs_for("traces", [str(tmp_path / "in")]),
                         scope=SCOPE)
     assert report.rejected == [] and report.counts["spans"] == len(rows)
+    assert [Path(s.file).name for s in report.skipped] == ["package.json"]
     # no topology: the services are created so the observed call graph lands
     assert report.counts["servicesCreated"] == len({service_of(r["PodName"]) for r in rows})
     assert {k: v[0] for k, v in calls(kg).items()} == dict(reference(rows)["edges"])
@@ -493,9 +495,11 @@ def test_receiver_status_codes_gzip_and_partial_success(client: TestClient) -> N
     assert r.status_code == 415 and "application/x-protobuf" in r.json()["message"]
     r = client.post("/v1/traces?scope=s", content=b"\xff\xff\xff", headers=PROTOBUF)
     assert r.status_code == 400 and b"ExportTraceServiceRequest" in r.content
-    r = client.post("/v1/traces?scope=s", content=b"{not json",
-                    headers={"Content-Type": "application/json"})
-    assert r.status_code == 400 and r.json()["code"] == 3
+    for junk in (b"{not json", b'{"name": "x"}', b"[1]"):
+        r = client.post("/v1/traces?scope=s", content=junk,
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["code"] == 3, junk
+    assert client.post("/v1/traces?scope=s", json={}).json() == {}  # an empty request
     r = client.post("/v1/traces", content=body, headers=PROTOBUF)  # no scope anywhere
     assert r.status_code == 400 and b"k8s.cluster.name" in r.content
     r = client.post("/v1/traces", content=gzip.compress(request(

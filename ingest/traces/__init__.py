@@ -29,7 +29,13 @@ from ingest.metrics import MetricsOptions, MetricsRun
 from ingest.metrics_tables import zone
 from ingest.traces.facts import TraceWriter
 from ingest.traces.otlp import looks_like_json, parse_json, parse_proto
-from ingest.traces.spans import NoScopeError, SpanBatch, TraceInputError, head_bytes
+from ingest.traces.spans import (
+    NoScopeError,
+    NotTracesError,
+    SpanBatch,
+    TraceInputError,
+    head_bytes,
+)
 from ingest.traces.state import TraceState
 from ingest.traces.table import read_table, table_spans
 from kg.facts import now_utc
@@ -161,6 +167,11 @@ def _spans(ctx: IngestContext, opts: TraceOptions, inp: Input) -> dict[str, Span
                 reject(f"line {line}", "wrong number of cells for the header", None)
             batches = {scope: table_spans(table, numbers, word, opts.time_unit,
                                           zone(opts.tz), reject)}
+    except NotTracesError as exc:
+        if opts.format != "auto":
+            raise NotTracesError(f"{Path(inp.name).name}: {exc}") from None
+        ctx.sink.skip(inp.name, str(exc))
+        return {}
     except TraceInputError as exc:
         raise type(exc)(f"{Path(inp.name).name}: {exc}") from None
     ctx.report.count("spansRejected", len(ctx.report.rejected) - before)

@@ -23,6 +23,7 @@ from ingest.traces.spans import (
     KIND_NAMES,
     STATUS_NAMES,
     NoScopeError,
+    NotTracesError,
     SpanBatch,
     SpanBuilder,
     TraceInputError,
@@ -61,12 +62,15 @@ def parse_json(text: str, scope: str | None, reject: Reject) -> dict[str, SpanBa
     scopes = _Scopes(scope)
 
     def walk(prefix: str, doc: Any, *, one_of_many: bool) -> None:
-        if isinstance(doc, dict) and isinstance(
-                _get(doc, "resourceSpans", "resource_spans", default=[]), list):
+        spans = _get(doc, "resourceSpans", "resource_spans", default=None)
+        if isinstance(spans, list) or doc == {}:  # {}: an empty request
             _walk_json(doc, prefix, scopes, reject)
         elif one_of_many:
             reject(prefix.strip(), "not an ExportTraceServiceRequest object",
                    json.dumps(doc)[:4096])
+        elif isinstance(doc, dict) and spans is None:
+            raise NotTracesError("not an OTLP/JSON ExportTraceServiceRequest: no "
+                                 "resourceSpans")
         else:
             raise TraceInputError("not an OTLP/JSON ExportTraceServiceRequest: expected an "
                                   "object with a resourceSpans array")

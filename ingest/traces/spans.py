@@ -204,6 +204,11 @@ class TraceInputError(IngestError):
     receiver, 422 on ``/v1/ingest/traces``, exit 1 on the command line."""
 
 
+class NotTracesError(TraceInputError):
+    """Valid JSON that is no trace request (a ``package.json`` in a scanned directory):
+    skipped when the format was detected, an error when it was given (the receiver)."""
+
+
 class NoScopeError(TraceInputError):
     """Spans whose scope is unknown: no ``--scope`` / ``?scope=`` and no resource attribute
     ``k8s.cluster.name``. Never defaulted: the scope is part of every IRI."""
