@@ -327,6 +327,11 @@ def test_self_time_latency_and_errors_by_hand(kg: KnowledgeGraph) -> None:
     assert samples(kg, "shop", "trace_error_ratio", cart) == {t: 1.0}
     assert samples(kg, "shop", "trace_error_ratio", fe) == {t: 0.0}
     assert samples(kg, "shop", "trace_request_rate", {**cart, "operation": "redis GET"}) == {}
+    # frontend's client span waited 80 ms for cart's 70 ms server span: cart's call gap is
+    # 10 ms (the network and queues on the way to cart); frontend was called by nobody
+    assert samples(kg, "shop", "trace_call_gap_seconds", {**cart, "statistic": "mean"}) == \
+        {t: pytest.approx(0.01)}
+    assert samples(kg, "shop", "trace_call_gap_seconds", {**fe, "statistic": "mean"}) == {}
     got = calls(kg)
     assert {k: v[:2] for k, v in got.items()} == {("frontend", "cart"): [1, 1]}
     assert got[("frontend", "cart")][2].timestamp() == pytest.approx((T0 + 15 * MS) / 1e9)
@@ -407,11 +412,15 @@ def test_one_span_per_post_in_any_order_equals_one_post(kg: KnowledgeGraph) -> N
     assert len(trace_state._CACHE[kg.settings.data_dir / "traces" / "bits"][1].parts) < 16
     for metric, stats in (("trace_request_rate", [None]), ("trace_error_ratio", [None]),
                           ("trace_latency_seconds", ["mean", "p50", "p90", "p99"]),
-                          ("trace_self_time_seconds", ["mean", "p90"])):
+                          ("trace_self_time_seconds", ["mean", "p90"]),
+                          ("trace_call_gap_seconds", ["mean", "p90"])):
         for svc in ("frontend", "cart"):
             for stat in stats:
                 labels = {"service": svc} | ({"statistic": stat} if stat else {})
                 whole = samples(kg, "whole", metric, labels)
+                if metric == "trace_call_gap_seconds" and svc == "frontend":
+                    assert whole == {}  # nobody calls the front end
+                    continue
                 assert whole and samples(kg, "bits", metric, labels) == whole, labels
     rows = kg.cypher("MATCH (a:Entity)-[c:calls]->(b:Entity) RETURN a.iri, c.callCount, "
                      "c.errorCount, c.firstCallTime").rows

@@ -14,7 +14,11 @@ Definitions (docs/ingest/traces.md):
   belongs to another service;
 * **self time**: the span's duration minus the union of its children's intervals (clipped
   to the span), so time spent waiting for a callee is the callee's, not the caller's;
-* a **call** is a parent/child pair whose services differ: caller = the parent's service.
+* a **call** is a parent/child pair whose services differ: caller = the parent's service;
+* the **call gap** of an entry span called from another service: its parent's duration minus
+  its own, when the parent has no other child — the time the caller waited beyond the
+  callee's own span (network, queues, connection set-up on the way to the callee). It is
+  the callee's: a network delay on a service shows there, not in its server spans.
 """
 
 from __future__ import annotations
@@ -118,6 +122,22 @@ def self_times(spans: SpanBatch, parent_row: np.ndarray) -> np.ndarray:
     return dur - union
 
 
+def call_gaps(spans: SpanBatch, parent_row: np.ndarray, entry: np.ndarray,
+              service_of: np.ndarray) -> np.ndarray:
+    """The call gap in ns of each span (see the module doc); -1 where there is none."""
+    gap = np.full(len(spans), -1, dtype=np.int64)
+    child = np.flatnonzero(parent_row >= 0)
+    if not len(child):
+        return gap
+    children = np.bincount(parent_row[child], minlength=len(spans))
+    svc = service_of[spans.inst]
+    p = parent_row[child]
+    ok = entry[child] & (svc[p] != svc[child]) & (children[p] == 1)
+    c, p = child[ok], p[ok]
+    gap[c] = np.maximum(0, (spans.end[p] - spans.start[p]) - (spans.end[c] - spans.start[c]))
+    return gap
+
+
 @dataclass
 class Cells:
     """Statistics per cell: (instance, operation or -1 for the whole service, bucket)."""
@@ -130,13 +150,14 @@ class Cells:
     errors: np.ndarray  # its entry spans with error status
     latency: dict[str, np.ndarray]  # mean, p50, p90, p99 of entry durations (s; NaN: none)
     self_time: dict[str, np.ndarray]  # mean, p90 of all spans' self times (s)
+    gap: dict[str, np.ndarray]  # mean, p90 of its call gaps (s; NaN: no gap)
 
     def __len__(self) -> int:
         return len(self.inst)
 
 
 def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
-               self_ns: np.ndarray) -> Cells:
+               self_ns: np.ndarray, gap_ns: np.ndarray) -> Cells:
     """Per-service (``op`` -1) and per-operation statistics of every cell the spans touch."""
     n_ops = max(len(spans.operations), 1)
     b0 = int(bucket.min()) if len(bucket) else 0
@@ -161,10 +182,16 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
         lat["mean"][at] = ent_sum / ent_n / 1e9
         for q, values in ent_q.items():
             lat[f"p{round(q * 100)}"][at] = values / 1e9
+        has_gap = gap_ns >= 0
+        gap_k, gap_n, gap_sum, gap_q = _grouped(key[has_gap], gap_ns[has_gap], (0.9,))
+        gat = np.searchsorted(all_k, gap_k)
+        gap = {"mean": _nan(len(all_k)), "p90": _nan(len(all_k))}
+        gap["mean"][gat] = gap_sum / np.maximum(gap_n, 1) / 1e9
+        gap["p90"][gat] = gap_q[0.9] / 1e9
         rest, bucket_rel = np.divmod(all_k, nb)
         inst, op = np.divmod(rest, n_ops + 1) if by_op else (rest, np.zeros_like(rest))
         parts.append(Cells(inst, op - 1, bucket_rel + b0, all_n, entries, errors, lat,
-                           {"mean": all_sum / all_n / 1e9, "p90": all_q[0.9] / 1e9}))
+                           {"mean": all_sum / all_n / 1e9, "p90": all_q[0.9] / 1e9}, gap))
     a, b = parts
 
     def both(f: str) -> np.ndarray:
@@ -173,7 +200,8 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
     return Cells(both("inst"), both("op"), both("bucket"), both("spans"), both("entries"),
                  both("errors"),
                  {k: np.concatenate([a.latency[k], b.latency[k]]) for k in a.latency},
-                 {k: np.concatenate([a.self_time[k], b.self_time[k]]) for k in a.self_time})
+                 {k: np.concatenate([a.self_time[k], b.self_time[k]]) for k in a.self_time},
+                 {k: np.concatenate([a.gap[k], b.gap[k]]) for k in a.gap})
 
 
 def _grouped(keys: np.ndarray, values: np.ndarray, qs: tuple[float, ...]

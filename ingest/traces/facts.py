@@ -5,7 +5,8 @@
   its resolved entity, anomalies from the same detector. Names and labels are a contract
   the RCA engine reads (docs/ingest/traces.md): ``trace_request_rate``,
   ``trace_error_ratio``, ``trace_latency_seconds{statistic}``,
-  ``trace_self_time_seconds{statistic}`` with ``service`` (always), ``pod`` and
+  ``trace_self_time_seconds{statistic}``, ``trace_call_gap_seconds{statistic}`` with
+  ``service`` (always), ``pod`` and
   ``namespace`` (when known), ``operation`` (the per-operation variant). A sample is the
   whole bucket's value at the bucket's start, written again whenever a span of the bucket
   comes (the store keeps the newest write).
@@ -45,6 +46,9 @@ SERIES = {  # metric -> (unit, description)
                               "p50, p90, p99)."),
     "trace_self_time_seconds": ("s", "Self time of the bucket's spans: duration minus the "
                                 "union of the children's intervals (statistic: mean, p90)."),
+    "trace_call_gap_seconds": ("s", "Call gap of the bucket's entry spans called from another "
+                               "service: the caller's span minus the callee's, when it has "
+                               "no other child (statistic: mean, p90)."),
 }
 EVENT_KIND = "span-error"
 NO_MESSAGE = "(error status without a message)"
@@ -156,6 +160,8 @@ class TraceWriter:
                            for k, v in c.latency.items()]
             values += [("trace_self_time_seconds", {"statistic": k}, v[i])
                        for k, v in c.self_time.items()]
+            values += [("trace_call_gap_seconds", {"statistic": k}, v[i])
+                       for k, v in c.gap.items() if np.isfinite(v[i])]
             for metric, extra, value in values:
                 unit, text = SERIES[metric]
                 key = tuple(sorted({**labels, **extra}.items()))

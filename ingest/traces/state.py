@@ -75,6 +75,7 @@ class TraceState:
     window: SpanBatch = field(default_factory=SpanBatch.empty)  # spans of open buckets
     entry: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     self_ns: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    gap_ns: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     newest: int | None = None  # newest bucket number seen
     generation: int = 0
     parts: list[tuple[str, int]] = field(default_factory=list)  # (file, its newest bucket)
@@ -130,6 +131,7 @@ class TraceState:
         parent = derive.link(window)
         self.entry = derive.entry_mask(window, parent, self._service_of())
         self.self_ns = derive.self_times(window, parent)
+        self.gap_ns = derive.call_gaps(window, parent, self.entry, self._service_of())
 
     # -- one batch --------------------------------------------------------------------------------
     def apply(self, batch: SpanBatch, max_start_ns: int) -> Applied:
@@ -146,7 +148,7 @@ class TraceState:
         batch = batch.take(~future & ~late)
         keep = self._open(self.window)
         window = self.window.take(keep)
-        entry, self_ns = self.entry[keep], self.self_ns[keep]
+        entry, self_ns, gap_ns = self.entry[keep], self.self_ns[keep], self.gap_ns[keep]
         # only the traces the batch touches are re-linked; the other spans keep their values
         touched = np.isin(derive.trace_hash(window), derive.trace_hash(batch))
         combined = unify([window.take(touched), batch])
@@ -155,9 +157,11 @@ class TraceState:
         combined, is_new = combined.take(first), is_new[first]
         parent = derive.link(combined)
         self.window = unify([window.take(~touched), combined])
-        self.entry = np.r_[entry[~touched],
-                           derive.entry_mask(combined, parent, self._service_of())]
+        entered = derive.entry_mask(combined, parent, self._service_of())
+        self.entry = np.r_[entry[~touched], entered]
         self.self_ns = np.r_[self_ns[~touched], derive.self_times(combined, parent)]
+        self.gap_ns = np.r_[gap_ns[~touched],
+                            derive.call_gaps(combined, parent, entered, self._service_of())]
         accepted = combined.take(is_new)
         if len(accepted):
             self.unsaved.append(accepted)
@@ -191,7 +195,8 @@ class TraceState:
         rows = np.isin(w.inst * nb + (bucket - low),
                        changed.inst * nb + (changed.start // self.step_ns - low))
         cells = w.take(rows)
-        return (derive.cell_stats(cells, bucket[rows], self.entry[rows], self.self_ns[rows]),
+        return (derive.cell_stats(cells, bucket[rows], self.entry[rows], self.self_ns[rows],
+                                  self.gap_ns[rows]),
                 derive.error_counts(cells, bucket[rows]))
 
     def _add_service_calls(self, spans: SpanBatch, parent: np.ndarray, rows: np.ndarray
