@@ -225,9 +225,10 @@ class RCAService:
                         ) -> RCAResult:
         cfg = self.origin
         judge = cfg.judge
-        start = reference[0] if reference is not None else \
-            first - timedelta(seconds=judge.trailing_s + judge.before_s)
+        start = first - timedelta(seconds=judge.trailing_s + judge.before_s)
         end = last + timedelta(seconds=judge.after_s)
+        if reference is not None:  # before the incident, or a quiet period after it
+            start, end = min(start, reference[0]), max(end, reference[1])
         graph = self.propagation_graph()
         snap = self.kg.snapshot
         events = self.evidence(start, end)

@@ -114,13 +114,12 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     reach: dict[int, dict[int, tuple[float, list[int]]]] = {}
     walks: dict[int, dict[int, tuple[float, list[int]]]] = {}
     for s_i, s in enumerate(located):
-        for start in expand.component(index[str(s.entity)]):
-            if start not in walks:
-                walks[start] = walk(W, start, cfg.max_depth)
-            for node, (weight, path) in walks[start].items():
-                best = reach.setdefault(node, {}).get(s_i)
-                if best is None or weight > best[0]:
-                    reach[node][s_i] = (weight, path)
+        members = expand.component(index[str(s.entity)])
+        key = min(members)  # one walk per symptom component, from all its members at once
+        if key not in walks:
+            walks[key] = walk(W, sorted(members), cfg.max_depth)
+        for node, (weight, path) in walks[key].items():
+            reach.setdefault(node, {})[s_i] = (weight, path)
     # 2. components over the candidates, what they depend on and what they can impact
     universe = _neighbourhood(W, set(reach), cfg.max_depth)
     for n in list(reach):
@@ -306,12 +305,14 @@ def _best_paths(reach: Mapping[int, Mapping[int, tuple[float, list[int]]]],
 
 def _representative(cands: Sequence[int], per_entity: Mapping[int, EntityEvidence],
                     reach: Mapping[int, Mapping[int, tuple[float, list[int]]]]) -> int:
-    """The member that speaks for the component: the strongest own evidence, then the
-    strongest rule path to a symptom, then the smallest id."""
-    def key(m: int) -> tuple[float, float, int]:
+    """The member that speaks for the component: the strongest evidence other than alerts
+    (an alert is a symptom; the member that deviates is the more precise answer), then the
+    strongest evidence, then the strongest rule path to a symptom, then the smallest id."""
+    def key(m: int) -> tuple[float, float, float, int]:
         ev = per_entity.get(m)
         strength = sum(e.score for e in ev.kinds.values()) if ev else 0.0
-        return (-strength, -max((w for w, _ in reach[m].values()), default=0.0), m)
+        observed = sum(e.score for k, e in ev.kinds.items() if k != "alert") if ev else 0.0
+        return (-observed, -strength, -max((w for w, _ in reach[m].values()), default=0.0), m)
     return min(cands, key=key)
 
 

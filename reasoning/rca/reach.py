@@ -41,20 +41,24 @@ def effects_of(W: sp.csr_matrix) -> sp.csr_matrix:
     return effects
 
 
-def walk(W: sp.csr_matrix, start: int, depth: int, factors: Mapping[int, float] | None = None,
-         default: float = 0.0) -> dict[int, tuple[float, list[int]]]:
+def walk(W: sp.csr_matrix, start: int | Sequence[int], depth: int,
+         factors: Mapping[int, float] | None = None, default: float = 0.0
+         ) -> dict[int, tuple[float, list[int]]]:
     """Entities that can impact ``start`` within ``depth`` rule hops: best weight + path
     (``[cause, ..., start]``); ``start`` itself with weight 1. With ``factors``, a path's
     weight is instead the product of the factors of the entities between a cause and
-    ``start`` (missing ones count ``default``): how anomalous the chain linking them is."""
-    best: dict[int, tuple[float, list[int]]] = {start: (1.0, [start])}
-    frontier = [start]
+    ``start`` (missing ones count ``default``): how anomalous the chain linking them is.
+    Several starts (the members of one component) walk together: each path ends at one."""
+    starts = [start] if isinstance(start, int) else list(dict.fromkeys(start))
+    best: dict[int, tuple[float, list[int]]] = {s: (1.0, [s]) for s in starts}
+    origin = set(starts)
+    frontier = list(starts)
     indptr, indices, data = W.indptr, W.indices, W.data
     for _ in range(depth):
         nxt: list[int] = []
         for effect in frontier:
             w_e, path = best[effect]
-            if factors is not None and effect != start:
+            if factors is not None and effect not in origin:
                 w_e *= factors.get(effect, default)
             lo, hi = indptr[effect], indptr[effect + 1]
             for cause, w in zip(indices[lo:hi].tolist(), data[lo:hi].tolist(), strict=True):

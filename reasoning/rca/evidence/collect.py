@@ -111,6 +111,8 @@ def collect(entities: Collection[str], sources: Sequence[SeriesSource],
     # coarse series widen their window (JudgeConfig.window); fetch enough for 5-minute data
     fetch_from = start - timedelta(seconds=judge_cfg.window_steps * 300)
     fetch_to = last + timedelta(seconds=max(judge_cfg.after_s, judge_cfg.window_steps * 300))
+    if reference is not None:  # a reference may lie after the incident (a quiet period)
+        fetch_to = max(fetch_to, reference[1])
     judged_series: set[str] = set()
     fetches = [source.fetch(entities, fetch_from, fetch_to) for source in sources]
     fetches.append(SeriesFetch(_log_series(entities, log_counts)))
@@ -135,8 +137,9 @@ def collect(entities: Collection[str], sources: Sequence[SeriesSource],
     logged_before = {e.entity for e in events if e.kind == "LogEvent"
                      and ref_from <= e.at <= ref_to}
     window_from = first - timedelta(seconds=judge_cfg.before_s)
+    window_to = last + timedelta(seconds=judge_cfg.after_s)
     for e in events:
-        if e.entity not in entities or e.at < window_from:
+        if e.entity not in entities or not window_from <= e.at <= window_to:
             continue
         if e.kind == "LogEvent" and (e.detail == "template-count" or (
                 e.detail in ("new-template", "rare-template")

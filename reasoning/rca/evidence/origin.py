@@ -12,7 +12,8 @@ Per entity and kind, the evidence is the strongest timely verdict score of that 
 
 - own kinds: the evidence;
 - propagating kinds: the evidence times ``1 - explained``, where ``explained`` is the
-  largest ratio (capped at 1) to its own of a direct dependency's evidence of a kind that
+  largest ratio (capped at 1) to its own of a dependency's evidence (a direct one, or one
+  behind dependencies that nothing observes) of a kind that
   can cause it (:data:`EXPLAINED_BY`: a caller's latency is explained by its callee's
   latency, self time, call gap or resource saturation; errors by errors or lost
   availability), counting only dependencies whose onset is not later than its own (an
@@ -111,7 +112,8 @@ def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
     for m, cs in deps.items():
         for c in cs:
             dependants.setdefault(c, []).append(m)
-    first = {n: _origin(n, deps, evidence, {}) for n in set(nodes) | set(deps)}
+    seen_through = _Through(deps, evidence)
+    first = {n: _origin(n, seen_through, evidence, {}) for n in set(nodes) | set(deps)}
     common: dict[int, float] = {}  # unobserved entity -> share of its dependants deviating
     for c, ds in dependants.items():
         ev = evidence.get(c)
@@ -127,12 +129,50 @@ def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
             inferred = common[n] * sum(first[d][0] for d in sick) / len(sick)
             out[n] = (inferred, {"inferred": inferred})
         else:
-            out[n] = _origin(n, deps, evidence, common) if common else first[n]
+            out[n] = _origin(n, seen_through, evidence, common) if common else first[n]
     return out
 
 
-def _origin(n: int, deps: Mapping[int, Sequence[int]], evidence: Mapping[int, EntityEvidence],
-            common: Mapping[int, float]) -> tuple[float, dict[str, float]]:
+class _Through:
+    """What an entity depends on, looking through dependencies that nothing observes (no
+    series, no events): they pass a fault on unchanged, so a symptom two hops from its cause
+    through an unmonitored router is explained by the cause. An unobserved dependency is
+    kept too (it may be a common cause)."""
+
+    def __init__(self, deps: Mapping[int, Sequence[int]],
+                 evidence: Mapping[int, EntityEvidence], depth: int = 4) -> None:
+        self.deps, self.evidence, self.depth = deps, evidence, depth
+        self._memo: dict[int, list[int]] = {}
+
+    def silent(self, c: int) -> bool:
+        ev = self.evidence.get(c)
+        return ev is None or not (ev.observed or ev.kinds)
+
+    def get(self, n: int, default: Sequence[int] = ()) -> list[int]:
+        if n in self._memo:
+            return self._memo[n]
+        found: dict[int, None] = {}
+        seen = {n}
+        frontier = list(self.deps.get(n, default))
+        for _ in range(self.depth):
+            nxt = []
+            for c in frontier:
+                if c in seen:
+                    continue
+                seen.add(c)
+                found[c] = None
+                if self.silent(c):
+                    nxt.extend(self.deps.get(c, ()))
+            frontier = nxt
+            if not frontier:
+                break
+        self._memo[n] = list(found)
+        return self._memo[n]
+
+
+def _origin(n: int, deps: _Through | Mapping[int, Sequence[int]],
+            evidence: Mapping[int, EntityEvidence], common: Mapping[int, float]
+            ) -> tuple[float, dict[str, float]]:
     ev = evidence.get(n)
     if ev is None or not ev.kinds:
         return 0.0, {}
@@ -202,24 +242,25 @@ def reach_shares(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
     """Per node: the share of the incident's evidence (every entity's summed non-neutral
     evidence) that lies on what it can impact — its dependants, transitively — itself
     excluded. A root cause explains more than itself: the entities its fault reaches
-    deviate too (parsimony: one cause for many deviations)."""
+    deviate too (parsimony: one cause for many deviations). Computed from the deviating
+    entities (few) towards what they depend on, not from every candidate."""
     strength = {m: sum(e.score for k, e in ev.kinds.items() if ev.role.get(k) != "neutral")
                 for m, ev in evidence.items()}
     total = sum(strength.values())
+    out = dict.fromkeys(nodes, 0.0)
     if total <= 0:
-        return dict.fromkeys(nodes, 0.0)
-    dependants: dict[int, list[int]] = {}
-    for m, cs in deps.items():
-        for c in cs:
-            dependants.setdefault(c, []).append(m)
-    out = {}
-    for n in nodes:
-        seen = {n}
-        frontier = [n]
+        return out
+    for m, v in strength.items():
+        if v <= 0:
+            continue
+        seen = {m}
+        frontier = [m]
         for _ in range(depth):
-            frontier = [d for m in frontier for d in dependants.get(m, ()) if d not in seen]
+            frontier = [c for x in frontier for c in deps.get(x, ()) if c not in seen]
             seen.update(frontier)
             if not frontier:
                 break
-        out[n] = sum(strength.get(m, 0.0) for m in seen if m != n) / total
-    return out
+        for c in seen:
+            if c != m and c in out:
+                out[c] += v
+    return {n: v / total for n, v in out.items()}
