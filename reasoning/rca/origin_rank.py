@@ -114,10 +114,10 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     reach: dict[int, dict[int, tuple[float, list[int]]]] = {}
     walks: dict[int, dict[int, tuple[float, list[int]]]] = {}
     for s_i, s in enumerate(located):
-        members = expand.component(index[str(s.entity)])
-        key = min(members)  # one walk per symptom component, from all its members at once
+        component = expand.component(index[str(s.entity)])
+        key = min(component)  # one walk per symptom component, from all its members at once
         if key not in walks:
-            walks[key] = walk(W, sorted(members), cfg.max_depth)
+            walks[key] = walk(W, sorted(component), cfg.max_depth)
         for node, (weight, path) in walks[key].items():
             reach.setdefault(node, {})[s_i] = (weight, path)
     # 2. components over the candidates, what they depend on and what they can impact

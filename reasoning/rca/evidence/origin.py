@@ -155,7 +155,7 @@ class _Through:
         seen = {n}
         frontier = list(self.deps.get(n, default))
         for _ in range(self.depth):
-            nxt = []
+            nxt: list[int] = []
             for c in frontier:
                 if c in seen:
                     continue
