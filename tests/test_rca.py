@@ -268,3 +268,40 @@ def test_incident_grouping_survives_a_restart(demo_kg) -> None:
     assert after.tick() == []  # nothing new since its analysis
     kg.write(after.assign(alerts(3, 1), "demo/net"))
     assert list(after.grouper.incidents) == [key] and len(inc.alerts) == 4
+
+
+def test_rca_limit_and_reference_over_http(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from kg.config import load_settings
+
+    demo = generate_demo(7)
+    app = create_app(load_settings(data_dir=tmp_path / "data", store="embedded"))
+    link = sorted({r.end for r in demo.batch.relations if r.type == "routedOver"})[0]
+    deps = sorted(r.start for r in demo.batch.relations
+                  if r.type == "routedOver" and r.end == link)
+    scope = deps[0].split("/id/")[1].rsplit("/", 2)[0]
+    name = deps[0].rsplit("%2F", 1)[1]
+    alerts = [{"labels": {"alertname": "Down", "namespace": "default", "deployment": name},
+               "startsAt": T0.isoformat()}]
+    with TestClient(app) as client:
+        client.post("/v1/facts", json=demo.batch.to_json()).raise_for_status()
+        every = client.post("/v1/rca", json={"alerts": alerts, "scope": scope,
+                                             "limit": "all"}).json()
+        assert every["totalCandidates"] == len(every["candidates"]) > 2
+        two = client.post("/v1/rca", json={"alerts": alerts, "scope": scope, "limit": 2}).json()
+        assert [c["entity"] for c in two["candidates"]] == \
+            [c["entity"] for c in every["candidates"][:2]]
+        assert two["totalCandidates"] == every["totalCandidates"]
+        assert every["evidence"]["reference"] == {"trailingSeconds": 3600.0}
+        quiet = {"start": (T0 - timedelta(hours=3)).isoformat(),
+                 "end": (T0 - timedelta(hours=2)).isoformat()}
+        explicit = client.post("/v1/rca", json={"alerts": alerts, "scope": scope,
+                                                "reference": quiet}).json()
+        assert explicit["evidence"]["reference"]["start"].startswith(
+            (T0 - timedelta(hours=3)).isoformat()[:16])
+        for bad in ({"limit": 0}, {"limit": "some"},
+                    {"reference": {"start": quiet["end"], "end": quiet["start"]}}):
+            r = client.post("/v1/rca", json={"alerts": alerts, "scope": scope, **bad})
+            assert r.status_code == 422, bad

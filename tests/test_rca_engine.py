@@ -224,3 +224,75 @@ def test_an_incident_through_ingest_and_rca_service(kg: KnowledgeGraph) -> None:
     # the callers' latency is explained by db's: they rank below it
     scores = {c.entity: c.score for c in result.candidates}
     assert scores[mint_iri(scope, "Service", "api")] < top.score
+
+
+K8S = """
+entities:
+  - {id: frontend, type: Service, properties: {name: frontend}}
+  - {id: cart, type: Service, properties: {name: cart}}
+  - {id: db, type: Service, properties: {name: db}}
+  - {id: default/frontend, type: Deployment, properties: {name: frontend}}
+  - {id: default/cart, type: Deployment, properties: {name: cart}}
+  - {id: default/db, type: Deployment, properties: {name: db}}
+  - id: https://w3id.org/autocnc/id/rca-unit/k8s/KubernetesService/default%2Ffrontend
+    type: KubernetesService
+    properties: {name: frontend}
+relations:
+  - {type: implementedBy, source: frontend, target: default/frontend}
+  - {type: implementedBy, source: cart, target: default/cart}
+  - {type: implementedBy, source: db, target: default/db}
+  - type: selects
+    source: https://w3id.org/autocnc/id/rca-unit/k8s/KubernetesService/default%2Ffrontend
+    target: default/frontend
+  - {type: calls, source: frontend, target: cart}
+  - {type: calls, source: cart, target: db}
+"""
+
+
+def test_components_join_pods_services_and_call_edges(kg: KnowledgeGraph) -> None:
+    """Metrics on pods, calls between application services, an alert on the Kubernetes
+    Service: the saturated pod's component (its deployment and service) ranks first, the
+    alerting front end — slow only because of it — does not, and the answer says which
+    evidence kinds were present, normal or missing."""
+    scope = "rca-unit/k8s"
+    run_ingest(kg, "topology", [Input.of_bytes("k8s.yaml", K8S.encode())], scope=scope,
+               options={"format": "native"})
+    rows = ["timestamp,metric,labels,value"]
+    rng = np.random.default_rng(5)
+    pods = {"frontend": "frontend-6d8f9c7b6-x2xkq", "cart": "cart-5d8f9c7b6-a1b2c",
+            "db": "db-7f8e9d0c1-q9w8e"}
+    for k in range(70):
+        t = T0 + timedelta(minutes=k - 65)
+        hot = k >= 65
+        for svc, pod in pods.items():
+            cpu = 20 * (1 + 0.03 * rng.standard_normal()) + (60 if hot and svc == "cart" else 0)
+            lat = {"frontend": 0.2, "cart": 0.1, "db": 0.02}[svc] * (
+                1 + 0.02 * rng.standard_normal()) + (0.3 if hot and svc != "db" else 0)
+            labels = f"pod={pod};namespace=default"
+            rows.append(f"{t.isoformat()},cpu_usage_percent,{labels},{cpu:.4f}")
+            rows.append(f"{t.isoformat()},request_latency_seconds,{labels},{lat:.5f}")
+    report = run_ingest(kg, "metrics", [Input.of_bytes("m.csv", "\n".join(rows).encode())],
+                        scope=scope)
+    assert report.counts.get("unresolvedSeries", 0) == 0
+    rca = RCAService(kg)
+    symptoms = rca.symptoms_from_alerts([{"labels": {"alertname": "SLO", "service":
+                                                     "frontend", "namespace": "default"},
+                                          "startsAt": T0.isoformat()}], scope)
+    assert symptoms[0].entity == mint_iri(scope, "KubernetesService", "default/frontend")
+    result = rca.analyse(symptoms, limit=None)
+    top = result.to_json()["candidates"][0]
+    assert mint_iri(scope, "Deployment", "default/cart") in top["component"]
+    assert mint_iri(scope, "Service", "cart") in top["component"]
+    assert top["evidenceKinds"]["resource"]["status"] == "present"
+    assert top["evidenceKinds"]["gap"]["status"] == "missing"
+    assert {s["metric"] for s in top["series"]} >= {"cpu_usage_percent"}
+    front = next(c for c in result.to_json()["candidates"]
+                 if mint_iri(scope, "Service", "frontend") in c["component"])
+    assert front["score"] < top["score"] / 2
+    assert front["evidenceKinds"]["latency"]["status"] == "present"  # but explained
+    assert front["signals"]["origin"] < front["evidenceKinds"]["latency"]["score"]
+    # one candidate per component: no member of cart's component ranks on its own
+    assert sum(mint_iri(scope, "Service", "cart") in c["component"]
+               for c in result.to_json()["candidates"]) == 1
+    assert result.total == len(result.candidates) and rca.analyse(symptoms, limit=1).total \
+        == result.total and len(rca.analyse(symptoms, limit=1).candidates) == 1
