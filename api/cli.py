@@ -333,10 +333,14 @@ def rca(
 def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
     from kg.facts import utc
     from reasoning.rca import RCAService
+    from reasoning.rca.evidence.prometheus import PrometheusSeries
 
     kg = open_graph(writer=bool(body["store"]))
+    prometheus = None
     try:
-        svc = RCAService(kg)
+        # series pulled from the operator's Prometheus too, as the server does
+        prometheus = PrometheusSeries.from_settings(kg)
+        svc = RCAService(kg, sources=[prometheus] if prometheus else [])
         if "alerts" in body:
             symptoms = svc.symptoms_from_alerts(body["alerts"], body["scope"])
         elif "window" in body:
@@ -357,6 +361,8 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
             svc.store(result, scope=body["scope"] or "default", incident=body.get("incident"))
         return result.to_json()
     finally:
+        if prometheus is not None:
+            prometheus.close()
         kg.close()
 
 
