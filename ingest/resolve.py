@@ -49,15 +49,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ontology import mint_iri
+from ontology.iri import FALLBACK_LABELS, RESOLUTION_LABELS, SUBJECT_LABELS  # noqa: F401
 
 if TYPE_CHECKING:
     from kg.graph import KnowledgeGraph
     from kg.snapshot import AnalyticSnapshot
 
-SUBJECT_LABELS = ("pod", "deployment", "statefulset", "daemonset", "replicaset", "node",
-                  "namespace", "cluster")
-FALLBACK_LABELS = ("service", "instance", "job", "host", "hostname")
-RESOLUTION_LABELS = SUBJECT_LABELS + FALLBACK_LABELS  # what resolution reads
 # Series Prometheus writes per scrape target, and well-known alerts on them (kube-prometheus,
 # awesome-prometheus-alerts, Prometheus' own docs); their labels name the scrape target.
 TARGET_METRICS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped",

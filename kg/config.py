@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 
 from kg.errors import ConfigError
 from ontology import DEFAULT_BASE
+from ontology.iri import RESOLUTION_LABELS  # the label vocabulary resolution reads
 
 ENV = {
     "data_dir": "AUTOCNC_DATA_DIR",
@@ -25,6 +26,7 @@ ENV = {
     "neo4j_password": "NEO4J_PASSWORD",
     "neo4j_database": "NEO4J_DATABASE",
     "api_token": "AUTOCNC_API_TOKEN",
+    "default_scope": "AUTOCNC_DEFAULT_SCOPE",
     "iri_base": "AUTOCNC_IRI_BASE",
     "prometheus_url": "AUTOCNC_PROMETHEUS_URL",
     "prometheus_bearer_token": "AUTOCNC_PROMETHEUS_BEARER_TOKEN",
@@ -52,6 +54,25 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(16 * 1024 * 1024, gt=0)
     max_ingest_bytes: int = Field(256 * 1024 * 1024, gt=0,
                                   description="body bound of POST /v1/ingest/{kind}")
+    max_value_bytes: int = Field(
+        64 * 1024, ge=1024, le=4 * 1024 * 1024,
+        description="UTF-8 bytes of one value at most: a string property, an IRI (and so a "
+                    "name or key minted into one), a metric or label name, a label value, a "
+                    "log line; larger ones are rejected (400 / the record's file:line) "
+                    "before anything is written. At most 4 MiB: the RDF view's parser "
+                    "takes lines of up to 16 MiB (an IRI and an escaped value)")
+    query_max_memory_mb: int = Field(
+        2048, ge=64, le=1024 * 1024,
+        description="resident memory of one query worker process at most; a query that "
+                    "needs more is stopped (HTTP 503)")
+    query_workers: int = Field(
+        4, ge=1, le=64,
+        description="read queries (SPARQL, Cypher) that run at once, each in a worker "
+                    "process of its own; one more waits up to 2 s, then gets 503")
+    default_scope: str | None = Field(
+        None, min_length=1,
+        description="the scope of an Alertmanager webhook call without ?scope=; None: such "
+                    "a call gets 422")
     # -- the operator's Prometheus, asked per incident (docs/prometheus.md) ----------------
     prometheus_url: str | None = Field(
         None, description="base URL of the Prometheus HTTP API (http:// or https://, without "
@@ -100,8 +121,6 @@ class Settings(BaseModel):
     @field_validator("prometheus_label_map")
     @classmethod
     def _label_map(cls, v: dict[str, str]) -> dict[str, str]:
-        from ingest.resolve import RESOLUTION_LABELS  # the vocabulary resolution reads
-
         for source, target in v.items():
             for name in (source, target):
                 if not _LABEL_NAME.fullmatch(name):

@@ -22,6 +22,13 @@ from urllib.parse import quote
 CNC = "https://w3id.org/autocnc/ontology#"
 DEFAULT_BASE = "https://w3id.org/autocnc/id/"
 
+# The observed labels that name entities by this rule (ingest/resolve.py resolves them): the
+# subject labels first, the ones that often name an exporter rather than the subject after.
+SUBJECT_LABELS = ("pod", "deployment", "statefulset", "daemonset", "replicaset", "node",
+                  "namespace", "cluster")
+FALLBACK_LABELS = ("service", "instance", "job", "host", "hostname")
+RESOLUTION_LABELS = SUBJECT_LABELS + FALLBACK_LABELS
+
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*")
 
