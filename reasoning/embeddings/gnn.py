@@ -253,9 +253,10 @@ def feedback_cases(kg: KnowledgeGraph, max_candidates: int = 50) -> tuple[list[L
     from reasoning.rca.learned import LearnedSettings
     from reasoning.recommend.feedback import confirmed_root_causes
 
-    # base signals only: the GNN learns from the engine's ranking, not from its own
+    # base signals only: the GNN learns from the weighted-signal ranker's signals (its
+    # features), not from its own
     svc = RCAService(kg, config=RCAConfig(max_candidates=max_candidates),
-                     learned=LearnedSettings())
+                     learned=LearnedSettings(), ranker="signals")
     cases, missing = [], 0
     snap = kg.snapshot
     for incident, (confirmed, _rejected) in sorted(confirmed_root_causes(kg).items()):
