@@ -13,7 +13,10 @@ Definitions (docs/ingest/traces.md):
   internal / unspecified, as in span tables without a kind — a root, or a span whose parent
   belongs to another service;
 * **self time**: the span's duration minus the union of its children's intervals (clipped
-  to the span), so time spent waiting for a callee is the callee's, not the caller's;
+  to the span), so time spent waiting for a callee is the callee's, not the caller's. A
+  client span that calls another service (kind client, or no server/consumer kind, with a
+  child in another service) has no self time of the service: its exclusive time is the
+  time on the way to the callee, which is the callee's call gap;
 * a **call** is a parent/child pair whose services differ: caller = the parent's service;
 * the **call gap** of an entry span called from another service: its parent's duration minus
   its own, when the parent has no other child — the time the caller waited beyond the
@@ -88,8 +91,24 @@ def entry_mask(spans: SpanBatch, parent_row: np.ndarray, service_of: np.ndarray
         ((kind == KIND_UNSPECIFIED) | (kind == KIND_INTERNAL)) & (parent_svc != svc))
 
 
-def self_times(spans: SpanBatch, parent_row: np.ndarray) -> np.ndarray:
-    """Self time in ns: duration minus the union of the children's (clipped) intervals."""
+def self_times(spans: SpanBatch, parent_row: np.ndarray,
+               service_of: np.ndarray | None = None) -> np.ndarray:
+    """Self time in ns: duration minus the union of the children's (clipped) intervals; -1
+    for a client span of a call to another service (see the module doc) when
+    ``service_of`` (instance code -> service code) is given."""
+    own = _self_times(spans, parent_row)
+    if service_of is None:
+        return own
+    child = np.flatnonzero(parent_row >= 0)
+    svc = service_of[spans.inst]
+    remote = child[svc[parent_row[child]] != svc[child]]
+    calls_out = np.zeros(len(spans), dtype=bool)
+    calls_out[parent_row[remote]] = True
+    calls_out &= (spans.kind != KIND_SERVER) & (spans.kind != KIND_CONSUMER)
+    return np.where(calls_out, -1, own)
+
+
+def _self_times(spans: SpanBatch, parent_row: np.ndarray) -> np.ndarray:
     dur = spans.end - spans.start
     child = np.flatnonzero(parent_row >= 0)
     if not len(child):
@@ -149,7 +168,7 @@ class Cells:
     entries: np.ndarray  # its entry spans
     errors: np.ndarray  # its entry spans with error status
     latency: dict[str, np.ndarray]  # mean, p50, p90, p99 of entry durations (s; NaN: none)
-    self_time: dict[str, np.ndarray]  # mean, p90 of all spans' self times (s)
+    self_time: dict[str, np.ndarray]  # mean, p90 of its spans' self times (s; NaN: none)
     gap: dict[str, np.ndarray]  # mean, p90 of its call gaps (s; NaN: no gap)
 
     def __len__(self) -> int:
@@ -167,7 +186,13 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
     op_key = (spans.inst * (n_ops + 1) + spans.op + 1) * nb + rel
     parts = []
     for key, by_op in ((service_key, False), (op_key, True)):
-        all_k, all_n, all_sum, all_q = _grouped(key, self_ns, (0.9,))
+        all_k, all_n, _, _ = _grouped(key, self_ns, ())
+        has_self = self_ns >= 0
+        self_k, self_n, self_sum, self_q = _grouped(key[has_self], self_ns[has_self], (0.9,))
+        sat = np.searchsorted(all_k, self_k)
+        self_time = {"mean": _nan(len(all_k)), "p90": _nan(len(all_k))}
+        self_time["mean"][sat] = self_sum / np.maximum(self_n, 1) / 1e9
+        self_time["p90"][sat] = self_q[0.9] / 1e9
         ent_k, ent_n, ent_sum, ent_q = _grouped(key[entry], (spans.end - spans.start)[entry],
                                                 QUANTILES)
         err_k, err_n = np.unique(key[entry & (spans.status == STATUS_ERROR)],
@@ -191,7 +216,7 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
         rest, bucket_rel = np.divmod(all_k, nb)
         inst, op = np.divmod(rest, n_ops + 1) if by_op else (rest, np.zeros_like(rest))
         parts.append(Cells(inst, op - 1, bucket_rel + b0, all_n, entries, errors, lat,
-                           {"mean": all_sum / all_n / 1e9, "p90": all_q[0.9] / 1e9}, gap))
+                           self_time, gap))
     a, b = parts
 
     def both(f: str) -> np.ndarray:

@@ -45,7 +45,8 @@ SERIES = {  # metric -> (unit, description)
     "trace_latency_seconds": ("s", "Duration of the bucket's entry spans (statistic: mean, "
                               "p50, p90, p99)."),
     "trace_self_time_seconds": ("s", "Self time of the bucket's spans: duration minus the "
-                                "union of the children's intervals (statistic: mean, p90)."),
+                                "union of the children's intervals, client spans of calls "
+                                "to other services left out (statistic: mean, p90)."),
     "trace_call_gap_seconds": ("s", "Call gap of the bucket's entry spans called from another "
                                "service: the caller's span minus the callee's, when it has "
                                "no other child (statistic: mean, p90)."),
@@ -159,7 +160,7 @@ class TraceWriter:
                 values += [("trace_latency_seconds", {"statistic": k}, v[i])
                            for k, v in c.latency.items()]
             values += [("trace_self_time_seconds", {"statistic": k}, v[i])
-                       for k, v in c.self_time.items()]
+                       for k, v in c.self_time.items() if np.isfinite(v[i])]
             values += [("trace_call_gap_seconds", {"statistic": k}, v[i])
                        for k, v in c.gap.items() if np.isfinite(v[i])]
             for metric, extra, value in values:

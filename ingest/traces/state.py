@@ -130,7 +130,7 @@ class TraceState:
         self.window = window
         parent = derive.link(window)
         self.entry = derive.entry_mask(window, parent, self._service_of())
-        self.self_ns = derive.self_times(window, parent)
+        self.self_ns = derive.self_times(window, parent, self._service_of())
         self.gap_ns = derive.call_gaps(window, parent, self.entry, self._service_of())
 
     # -- one batch --------------------------------------------------------------------------------
@@ -159,7 +159,8 @@ class TraceState:
         self.window = unify([window.take(~touched), combined])
         entered = derive.entry_mask(combined, parent, self._service_of())
         self.entry = np.r_[entry[~touched], entered]
-        self.self_ns = np.r_[self_ns[~touched], derive.self_times(combined, parent)]
+        self.self_ns = np.r_[self_ns[~touched],
+                             derive.self_times(combined, parent, self._service_of())]
         self.gap_ns = np.r_[gap_ns[~touched],
                             derive.call_gaps(combined, parent, entered, self._service_of())]
         accepted = combined.take(is_new)
