@@ -288,6 +288,7 @@ def _merge(evs: Sequence[EntityEvidence]) -> EntityEvidence:
     out = EntityEvidence()
     for ev in evs:
         out.observed |= ev.observed
+        out.monitored = out.monitored or ev.monitored
         for k, e in ev.kinds.items():
             out.add(k, ev.role[k], KindEvidence(e.score, e.onset, e.verdict, e.detail))
     return out

@@ -123,6 +123,7 @@ def collect(entities: Collection[str], sources: Sequence[SeriesSource],
             verdict = judge(data, symptoms, reference, judge_cfg)
             out.verdicts.setdefault(data.ref.entity, []).append(verdict)
             ev = out.of(data.ref.entity)
+            ev.monitored = True
             if verdict.status != "judged":
                 continue
             judged_series.add(data.ref.key)

@@ -13,14 +13,14 @@ Per entity and kind, the evidence is the strongest timely verdict score of that 
 - own kinds: the evidence;
 - propagating kinds: the evidence times ``1 - explained``, where ``explained`` is the
   largest ratio (capped at 1) to its own of a dependency's evidence (a direct one, or one
-  behind dependencies that nothing observes) of a kind that
-  can cause it (:data:`EXPLAINED_BY`: a caller's latency is explained by its callee's
-  latency, self time, call gap or resource saturation; errors by errors or lost
-  availability), counting only dependencies whose onset is not later than its own (an
-  effect does not precede its cause), or of the entity's own waiting time (client-side
-  latency: it was slow because it waited on something). A dependency that nothing observes
-  in those kinds but that shows own evidence explains fully (we cannot see its latency, but
-  we see it is sick);
+  behind dependencies that nothing observes) of any harmful kind (a slow or saturated
+  callee times its callers out, a failing one fails them), counting only dependencies
+  whose onset is not later than its own (an effect does not precede its cause), or of the
+  entity's own waiting time (client-side latency: it was slow because it waited on
+  something);
+- the call gap, an own kind measured between a caller's client span and the callee's
+  server span, is explained in the same way by a caller's own deviation (self time,
+  resource use: a CPU-starved caller delays its client spans as much as the network does);
 - waiting and neutral kinds: nothing.
 
 Every kind weighs the same: there are no per-system weights.
@@ -35,15 +35,15 @@ from datetime import datetime
 
 from reasoning.rca.evidence.judge import Verdict
 
-# What can cause a propagating deviation when a dependency shows it.
-EXPLAINED_BY: dict[str, tuple[str, ...]] = {
-    "latency": ("latency", "self", "gap", "resource", "errors", "availability"),
-    "errors": ("errors", "availability"),
-    "availability": ("availability", "errors"),
-    "logs": ("logs", "errors", "availability"),
-}
-SELF_EXPLAINED_BY: dict[str, tuple[str, ...]] = {"latency": ("client",)}
+# What can cause a propagating deviation when a dependency shows it: any harmful deviation
+# (a slow or saturated callee times its callers out, a failing one fails them).
 ANY = ("resource", "self", "gap", "latency", "errors", "availability", "logs", "alert")
+EXPLAINED_BY: dict[str, tuple[str, ...]] = {}  # kind -> its explaining kinds (default ANY)
+SELF_EXPLAINED_BY: dict[str, tuple[str, ...]] = {"latency": ("client",)}
+# A call gap is measured between a caller's client span and the callee's server span: a
+# caller starved of CPU delays it as much as the network does, so the caller's own
+# deviation explains its callees' gaps.
+CALLER_EXPLAINS: dict[str, tuple[str, ...]] = {"gap": ("self", "resource")}
 
 
 @dataclass
@@ -56,29 +56,18 @@ class KindEvidence:
     detail: str = ""
 
 
-CORROBORATION = 0.0  # weight of the second-strongest series of a kind (experiment)
-
-
 @dataclass
 class EntityEvidence:
     kinds: dict[str, KindEvidence] = field(default_factory=dict)
     role: dict[str, str] = field(default_factory=dict)  # kind -> own | propagating
     observed: set[str] = field(default_factory=set)  # kinds with a judged series
-    second: dict[str, float] = field(default_factory=dict)
+    monitored: bool = False  # some series is about it (judged or not)
 
     def add(self, kind: str, role: str, ev: KindEvidence) -> None:
         self.role[kind] = role
         old = self.kinds.get(kind)
         if old is None or ev.score > old.score:
-            if old is not None:
-                self.second[kind] = max(self.second.get(kind, 0.0), old.score)
             self.kinds[kind] = ev
-        else:
-            self.second[kind] = max(self.second.get(kind, 0.0), ev.score)
-
-    def finish(self) -> None:
-        for k, e in self.kinds.items():
-            e.score += CORROBORATION * self.second.get(k, 0.0)
 
     def own(self) -> float:
         return sum(e.score for k, e in self.kinds.items() if self.role[k] == "own")
@@ -113,12 +102,13 @@ def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
         for c in cs:
             dependants.setdefault(c, []).append(m)
     seen_through = _Through(deps, evidence)
-    first = {n: _origin(n, seen_through, evidence, {}) for n in set(nodes) | set(deps)}
+    first = {n: _origin(n, seen_through, dependants, evidence, {})
+             for n in set(nodes) | set(deps)}
     common: dict[int, float] = {}  # unobserved entity -> share of its dependants deviating
     for c, ds in dependants.items():
         ev = evidence.get(c)
-        if ev is not None and (ev.observed or ev.kinds):
-            continue
+        if ev is not None and (ev.observed or ev.kinds or ev.monitored):
+            continue  # something watches it: what it shows (or not) is what we know
         sick = [d for d in ds if first.get(d, (0.0, {}))[0] > 0]
         if len(sick) >= min_shared and len(sick) / len(ds) >= min_share:
             common[c] = len(sick) / len(ds)
@@ -129,7 +119,8 @@ def origin_scores(nodes: Collection[int], deps: Mapping[int, Sequence[int]],
             inferred = common[n] * sum(first[d][0] for d in sick) / len(sick)
             out[n] = (inferred, {"inferred": inferred})
         else:
-            out[n] = _origin(n, seen_through, evidence, common) if common else first[n]
+            out[n] = _origin(n, seen_through, dependants, evidence, common) if common \
+                else first[n]
     return out
 
 
@@ -170,7 +161,7 @@ class _Through:
         return self._memo[n]
 
 
-def _origin(n: int, deps: _Through | Mapping[int, Sequence[int]],
+def _origin(n: int, deps: _Through, dependants: Mapping[int, Sequence[int]],
             evidence: Mapping[int, EntityEvidence], common: Mapping[int, float]
             ) -> tuple[float, dict[str, float]]:
     ev = evidence.get(n)
@@ -178,33 +169,40 @@ def _origin(n: int, deps: _Through | Mapping[int, Sequence[int]],
         return 0.0, {}
     parts: dict[str, float] = {}
     for kind, mine in ev.kinds.items():
-        if mine.score <= 0:
+        if mine.score <= 0 or ev.role[kind] not in ("own", "propagating"):
             continue
         if ev.role[kind] == "own":
-            parts[kind] = mine.score
+            by = CALLER_EXPLAINS.get(kind, ())
+            explained = _explained(mine, [evidence.get(d) for d in dependants.get(n, ())
+                                          if d != n], by)
+            parts[kind] = mine.score * (1.0 - explained)
             continue
-        if ev.role[kind] != "propagating":
-            continue
-        causes = EXPLAINED_BY.get(kind, ANY)
         explained = max((min(1.0, e.score / mine.score) for k, e in ev.kinds.items()
                          if k in SELF_EXPLAINED_BY.get(kind, ())), default=0.0)
+        others = []
         for c in deps.get(n, ()):
             if c in common:
                 explained = max(explained, common[c])
-                continue
-            other = evidence.get(c)
-            if other is None or c == n:
-                continue
-            theirs = max((e for k, e in other.kinds.items() if k in causes and e.score > 0
-                          and (mine.onset is None or e.onset is None
-                               or e.onset <= mine.onset)),
-                         key=lambda e: e.score, default=None)
-            if theirs is not None:
-                explained = max(explained, min(1.0, theirs.score / mine.score))
-            elif not other.observed & set(causes) and other.own() > 0:
-                explained = 1.0
+            elif c != n:
+                others.append(evidence.get(c))
+        explained = max(explained, _explained(mine, others, EXPLAINED_BY.get(kind, ANY)))
         parts[kind] = mine.score * (1.0 - explained)
     return sum(parts.values()), parts
+
+
+def _explained(mine: KindEvidence, others: Sequence[EntityEvidence | None],
+               by: Collection[str]) -> float:
+    """The largest ratio (capped at 1) of another entity's evidence of the kinds ``by`` to
+    ``mine``, counting only evidence whose onset is not later than ``mine``'s."""
+    best = 0.0
+    for other in others:
+        if other is None:
+            continue
+        for k, e in other.kinds.items():
+            if k in by and e.score > 0 and (mine.onset is None or e.onset is None
+                                            or e.onset <= mine.onset):
+                best = max(best, min(1.0, e.score / mine.score))
+    return best
 
 
 def chain_factors(starts: Collection[int], deps: Mapping[int, Sequence[int]],
