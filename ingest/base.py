@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kg.errors import AutoCNCError, FactError
-from kg.facts import Entity, FactBatch, Relation, now_utc, validate
+from kg.facts import Entity, FactBatch, Relation, check_values, now_utc, validate
 from kg.store.base import RelKey, WriteSummary, plan_write
 from ontology import mint_iri
 
@@ -71,14 +72,16 @@ class Input:
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8", errors="replace")
 
-    def lines(self) -> Iterator[str]:
-        """Text lines without their line ends, streamed for files."""
+    def lines(self, encoding: str = "utf-8", errors: str = "replace") -> Iterator[str]:
+        """Text lines without their line ends, streamed for files. ``errors`` as for
+        :func:`open`: ``surrogateescape`` keeps undecodable bytes recognisable
+        (:func:`undecodable`) where a source rejects such lines."""
         if self.path is not None:
-            with self.path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            with self.path.open(encoding=encoding, errors=errors, newline="") as fh:
                 for line in fh:
                     yield line.rstrip("\r\n")
         else:  # split like a file is read: only \n (and \r\n) end lines
-            text = self.read_text()
+            text = self.read_bytes().decode(encoding, errors)
             if not text:
                 return
             yield from (line.rstrip("\r") for line in
@@ -107,6 +110,34 @@ def expand(paths: Iterable[str | os.PathLike[str]], patterns: Sequence[str]) -> 
         else:
             raise IngestError(f"{p}: no such file or directory")
     return out
+
+
+# Undecodable bytes (as surrogateescape gives them) and C0 control characters other than
+# tab, line/form feed, carriage return and escape (ANSI colours): what binary data has
+# and text does not.
+_NOT_TEXT = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\udc80-\udcff]")
+
+
+def undecodable(line: str, encoding: str) -> str | None:
+    """Why ``line`` (read with ``errors="surrogateescape"``) is no text, or None."""
+    m = _NOT_TEXT.search(line)
+    if m is None:
+        return None
+    ch = m.group()
+    if "\udc80" <= ch <= "\udcff":
+        return (f"not {encoding} text: byte 0x{ord(ch) - 0xDC00:02x} at column "
+                f"{m.start() + 1} (binary data, or another encoding: give it with the "
+                "option encoding, e.g. -o encoding=latin-1)")
+    return f"binary data: control character U+{ord(ch):04X} at column {m.start() + 1}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write as UTF-8 (undecodable bytes as U+FFFD)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") \
+        if _SURROGATE.search(text) else text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # -- records, rejections, report --------------------------------------------------------------
@@ -212,7 +243,7 @@ class Sink:
             self.flush()
 
     def reject(self, file: str, where: str, reason: str, raw: str | None = None) -> None:
-        rej = Rejection(file, where, reason, raw[:MAX_RAW] if raw else raw)
+        rej = Rejection(file, where, printable(reason), printable(raw[:MAX_RAW]) if raw else raw)
         self.report.rejected.append(rej)
         if not self.dry_run:
             path = self.kg.settings.data_dir / "dead-letter" / f"{self.report.kind}.jsonl"
@@ -258,7 +289,9 @@ class Sink:
 
     def _prevalidate(self, record: Record) -> bool:
         try:
-            validate(FactBatch.of("check", record.entities, record.relations), self.kg.onto)
+            batch = FactBatch.of("check", record.entities, record.relations)
+            check_values(batch, self.kg.settings.max_value_bytes)
+            validate(batch, self.kg.onto)
         except FactError as exc:
             self.reject(record.file, record.where, str(exc), record.raw)
             return False
@@ -266,6 +299,7 @@ class Sink:
 
     def _write(self, batch: FactBatch, *, count: bool = True) -> WriteSummary:
         if self.dry_run:
+            check_values(batch, self.kg.settings.max_value_bytes)
             if self._shapes is None:
                 from ontology.shapes import load_shapes
 
@@ -327,7 +361,11 @@ class IngestContext:
         return scope.replace("{stem}", inp.stem)
 
     def iri(self, scope: str, kind: str, key: str) -> str:
-        return mint_iri(scope, kind, key, self.base)
+        try:
+            return mint_iri(scope, kind, key, self.base)
+        except UnicodeEncodeError:  # a lone surrogate, as a JSON \udXXX escape gives
+            raise IngestError(f"{kind} {printable(key)!r} in scope {printable(scope)!r} is "
+                              "no Unicode text (a lone surrogate)") from None
 
     @property
     def data_dir(self) -> Path:

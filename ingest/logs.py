@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ingest.base import IngestContext, IngestError, Input, Record
+from ingest.base import IngestContext, IngestError, Input, Record, undecodable
 from ingest.logparse.clock import Clock, zone
 from ingest.logparse.counts import LEVEL_NAMES, InputCounts
 from ingest.logparse.lines import (
@@ -53,7 +53,7 @@ from ingest.logparse.lines import (
 from ingest.logparse.masking import render
 from ingest.logparse.miner import Change, MinerConfig, MinerStateError, TemplateMiner
 from ingest.resolve import Resolution, Resolver
-from kg.facts import Entity, Relation, now_utc
+from kg.facts import Entity, Relation, now_utc, too_long
 
 PATTERNS = ("*.log", "*.log.[0-9]*", "*.jsonl", "*.ndjson", "syslog", "messages")
 FORMAT_VERSION = 1
@@ -66,6 +66,7 @@ class LogOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["auto", "syslog", "json", "plain", "header"] = "auto"
+    encoding: str = "utf-8"
     header: str | None = None
     tz: str = "UTC"
     year: int | None = Field(None, ge=1970, le=2100)
@@ -91,6 +92,16 @@ class LogOptions(BaseModel):
     def _json_text(cls, v: Any) -> Any:
         """A mapping may come as JSON text (CLI flags, query strings)."""
         return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r}") from None
 
     @field_validator("message_field", "time_field", "level_field", mode="before")
     @classmethod
@@ -202,14 +213,18 @@ def _ingest_input(ctx: IngestContext, opts: LogOptions, resolver: Resolver,
     counts = InputCounts(opts.window)
     last = reference.timestamp()
     untimed = empty = chars = 0
+    limit = ctx.kg.settings.max_value_bytes
     parse, mine, count = fmt.parse, miner.add, counts.add  # the hot loop: no lookups
-    for n, line in enumerate(inp.lines(), 1):
+    for n, line in enumerate(inp.lines(opts.encoding, "surrogateescape"), 1):
         chars += len(line) + 1
         if n % PROGRESS_EVERY == 0:
             ctx.progress.advance(chars)
             chars = 0
         if not line or line.isspace():
             empty += 1
+            continue
+        if problem := _not_a_line(line, opts.encoding, limit):
+            ctx.sink.reject(inp.name, f"line {n}", problem, line[:200])
             continue
         try:
             parsed = parse(line)
@@ -230,6 +245,15 @@ def _ingest_input(ctx: IngestContext, opts: LogOptions, resolver: Resolver,
     report.count("linesWithoutTime", untimed)
     report.count("emptyLines", empty)
     _Writer(ctx, opts, resolver, miner, scope, inp, fmt.name, counts).write(changes)
+
+
+def _not_a_line(line: str, encoding: str, limit: int) -> str | None:
+    """Why ``line`` cannot be mined (too long, binary, undecodable), or None. Checked
+    before the miner sees it: its templates are saved before the facts are written."""
+    if too_long(line, limit):
+        return (f"line of {len(line.encode('utf-8', 'surrogateescape'))} bytes, over the "
+                f"limit of {limit} bytes per log line (setting max_value_bytes)")
+    return undecodable(line, encoding)
 
 
 @dataclass

@@ -46,6 +46,7 @@ from ingest.metrics_tables import (
     TableError,
     head_text,
     long_samples,
+    missing_long_columns,
     petshop_samples,
     read_long_csv,
     read_long_parquet,
@@ -131,6 +132,11 @@ def format_of(inp: Input, forced: str | None) -> str | None:
 def _samples(ctx: IngestContext, inp: Input, opts: MetricsOptions,
              catalog: SeriesCatalog) -> Iterator[Chunk]:
     fmt = format_of(inp, opts.format)
+    if fmt is None and (missing := missing_long_columns(inp)):
+        ctx.sink.reject(inp.name, "line 1", f"missing column(s) {', '.join(missing)}: a "
+                        "long metrics CSV needs timestamp, metric, value",
+                        head_text(inp, 1000).split("\n", 1)[0])
+        return
     if fmt is None:
         ctx.sink.skip(inp.name, "not a metrics input (Prometheus text exposition, long CSV "
                       "with timestamp,metric,value columns, Parquet, or PetShop metrics.csv)")
@@ -172,7 +178,7 @@ class MetricsRun:
         self.store = store
         self.state = state
         self.stale = stale  # series whose saved state misses stored samples
-        self.catalog = SeriesCatalog()
+        self.catalog = SeriesCatalog(ctx.kg.settings.max_value_bytes)
         self.resolver = Resolver(ctx.kg)
         self._pending: list[Chunk] = []
         self._pending_n = 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.resolve import Resolution
+from kg.facts import MAX_VALUE_BYTES, too_long
 from kg.timeseries import series_id
 
 Labels = tuple[tuple[str, str], ...]  # sorted by label name
@@ -87,9 +88,10 @@ def _escape(value: str) -> str:
 class SeriesCatalog:
     """Series seen in one ingest run, by (scope, metric, labels) -> index."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_value_bytes: int = MAX_VALUE_BYTES) -> None:
         self.items: list[SeriesInfo] = []
         self._by_key: dict[tuple[str, str, Labels], int] = {}
+        self.max_value_bytes = max_value_bytes
 
     def __len__(self) -> int:
         return len(self.items)
@@ -104,6 +106,7 @@ class SeriesCatalog:
             info.unit = unit or info.unit
             info.description = description or info.description
             return found
+        self._check_sizes(metric, labels)
         label_map = dict(labels)
         self.items.append(SeriesInfo(
             series_id(scope, metric, label_map), scope, metric, label_map,
@@ -111,6 +114,20 @@ class SeriesCatalog:
             unit or unit_from_name(metric), file, where, fmt, description))
         self._by_key[key] = len(self.items) - 1
         return len(self.items) - 1
+
+
+    def _check_sizes(self, metric: str, labels: Labels) -> None:
+        """ValueError for a metric name, label name or label value over the limit (its
+        line is rejected before any sample of it is stored)."""
+        limit = self.max_value_bytes
+        checks = [("metric name", metric)]
+        for name, value in labels:
+            checks += [("label name", name), (f"label {name[:100]!r}", value)]
+        for what, text in checks:
+            if too_long(text, limit):
+                raise ValueError(f"{what} is {len(text.encode('utf-8', 'surrogatepass'))} "
+                                 f"bytes, over the limit of {limit} bytes per value "
+                                 "(setting max_value_bytes)")
 
 
 @dataclass

@@ -91,6 +91,11 @@ def _read_strings(inp: Input, read_options: pcsv.ReadOptions, columns: list[str]
                 column_types={c: pa.string() for c in columns}, strings_can_be_null=False))
     except (pa.ArrowInvalid, OSError) as exc:
         raise TableError(f"cannot read CSV: {exc}") from exc
+    try:
+        table.column_names  # noqa: B018 - decoded here: a header of another encoding
+    except UnicodeDecodeError as exc:
+        raise TableError(f"line 1: the header is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start})") from None
     return table, invalid
 
 
@@ -148,11 +153,10 @@ def long_samples(table: pa.Table, numbers: np.ndarray, word: str, catalog: Serie
     for k, text in enumerate(enc.dictionary.to_pylist()):
         try:
             metric, labels = _series_of(text, extra)
+            series[k] = catalog.index(scope, metric, labels, file=file,
+                                      where=f"{word} {numbers[first_row[k]]}", fmt=fmt)
         except ValueError as exc:
             key_reason[k] = str(exc)
-            continue
-        series[k] = catalog.index(scope, metric, labels, file=file,
-                                  where=f"{word} {numbers[first_row[k]]}", fmt=fmt)
     _set_units(strings.get("unit"), codes, series, catalog)
     ok = ~(empty | bad_ts | bad_v) & (series[codes] >= 0)
     for i in np.flatnonzero(~ok & ~empty):
@@ -264,10 +268,13 @@ def petshop_samples(inp: Input, catalog: SeriesCatalog, scope: str, reject: Reje
                f"{stats[c + 1]}): {cells[int(c * n + i)].as_py()!r} is not a number",
                _row_text(table, int(i)))
     keep = present & ~bad
-    series = np.array([catalog.index(scope, metrics[c], tuple(sorted(
-        {"service": nodes[c], "statistic": stats[c]}.items())), file=inp.name,
-        where=f"column {c + 1}", fmt="petshop") if keep[c - 1].any() else -1
-        for c in range(1, len(nodes))], dtype=np.int64)
+    try:
+        series = np.array([catalog.index(scope, metrics[c], tuple(sorted(
+            {"service": nodes[c], "statistic": stats[c]}.items())), file=inp.name,
+            where=f"column {c + 1}", fmt="petshop") if keep[c - 1].any() else -1
+            for c in range(1, len(nodes))], dtype=np.int64)
+    except ValueError as exc:  # an oversized header cell
+        raise TableError(f"header: {exc}") from None
     return Chunk(np.repeat(series, n).reshape(width, n)[keep],
                  np.broadcast_to(ts, (width, n))[keep], values[keep])
 
@@ -409,9 +416,27 @@ def head_text(inp: Input, size: int = 65_536) -> str:
 
 def sniff_csv(inp: Input) -> str | None:
     """``long`` / ``petshop`` from a CSV's first line, None when it is neither."""
-    first = next(csv.reader(io.StringIO(head_text(inp, 8192))), [])
+    first = _csv_header(inp)
     if first[:1] == ["microservice"]:
         return "petshop"
-    if {"timestamp", "metric", "value"} <= {c.strip() for c in first}:
+    if set(LONG_REQUIRED) <= {c.strip() for c in first}:
         return "long"
     return None
+
+
+LONG_REQUIRED = ("timestamp", "metric", "value")
+
+
+def missing_long_columns(inp: Input) -> list[str]:
+    """The required long-format columns a CSV header lacks when it has some of them (a
+    long CSV missing a column, to reject rather than skip); [] otherwise."""
+    have = {c.strip() for c in _csv_header(inp)}
+    missing = [c for c in LONG_REQUIRED if c not in have]
+    return missing if len(missing) < len(LONG_REQUIRED) else []
+
+
+def _csv_header(inp: Input) -> list[str]:
+    try:
+        return next(csv.reader(io.StringIO(head_text(inp, 8192))), [])
+    except csv.Error:
+        return []

@@ -28,8 +28,13 @@ class FactError(AutoCNCError):
         self.fact = fact
         self.field = field
         self.reason = reason
-        where = f"{fact}" + (f" field {field!r}" if field else "")
-        super().__init__(f"invalid fact {where}: {reason}")
+        where = f"{_shortened(fact)}" + (f" field {_shortened(field)!r}" if field else "")
+        super().__init__(f"invalid fact {where}: {_shortened(reason, 2000)}")
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    """``text`` cut for a message: an oversized value must not make an oversized error."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class QueryError(AutoCNCError):
@@ -40,10 +45,32 @@ class ForbiddenQuery(QueryError):
     """A query asks for something the endpoint does not allow (writes, files, network)."""
 
 
+class QueryLimitExceeded(QueryError):
+    """A query was stopped at one of its limits; the same query will hit it again, so
+    narrow it (a LIMIT, a more selective pattern) or raise the setting the message names."""
+
+
+class QueryTimedOut(QueryLimitExceeded):
+    """A query ran past its time limit (``query_timeout_s``) and was stopped."""
+
+
+class QueryOverMemory(QueryLimitExceeded):
+    """A query needed more memory than its limit (``query_max_memory_mb``) and was stopped."""
+
+
 class StoreUnavailable(AutoCNCError):
     """The store cannot be reached or opened right now; trying again later may work."""
 
     retryable = True
+
+
+class QueryWorkersBusy(StoreUnavailable):
+    """Every query worker is busy with another query (``query_workers``); retry shortly."""
+
+
+class NotReady(StoreUnavailable):
+    """The server is still starting (opening the stores, replaying, catching the views up)
+    or rebuilding its views; retry shortly."""
 
 
 class StoreLocked(StoreUnavailable):

@@ -154,7 +154,11 @@ class FactBatch:
                 scope, key = raw.get("scope"), raw.get("key")
                 if not isinstance(scope, str) or not scope or key in (None, ""):
                     raise FactError(where, "needs 'iri', or 'scope' and 'key'", field="iri")
-                iri = mint_iri(scope, etype, str(key), base)
+                try:
+                    iri = mint_iri(scope, etype, str(key), base)
+                except UnicodeEncodeError:
+                    raise FactError(where, "scope or key is no Unicode text (a lone "
+                                    "surrogate)", field="key") from None
             entities.append(Entity(
                 str(iri), etype, dict(raw.get("properties") or {}), raw.get("source"),
                 _opt_time(raw.get("validFrom"), where, "validFrom"),
@@ -285,6 +289,49 @@ def _typed_props(ref: str, props: Mapping[str, Any], onto: Ontology, *,
         except ValueError as exc:
             raise FactError(ref, str(exc), field=name) from exc
     return out
+
+
+MAX_VALUE_BYTES = 64 * 1024  # the default of Settings.max_value_bytes
+
+
+def too_long(text: str, limit: int) -> bool:
+    """Whether ``text`` takes more than ``limit`` bytes in UTF-8 (encoded only when its
+    length alone cannot tell)."""
+    n = len(text)
+    return n > limit or (n * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_values(batch: FactBatch, limit: int = MAX_VALUE_BYTES) -> None:
+    """Raise FactError for the first IRI, source or string value over ``limit`` bytes, or
+    that is no Unicode text (a lone surrogate, as JSON's ``\\udc00`` gives).
+
+    One oversized value would otherwise land in the graph store and then be refused by the
+    RDF view (its parser takes lines of up to 16 MiB); the limit is
+    :attr:`kg.config.Settings.max_value_bytes`."""
+    def check(ref: str, name: str, value: Any) -> None:
+        if not isinstance(value, str):
+            return
+        if too_long(value, limit):
+            raise FactError(ref, f"{name} is {len(value.encode('utf-8', 'surrogatepass'))} "
+                            f"bytes, over the limit of {limit} bytes per value "
+                            "(setting max_value_bytes)", field=name)
+        if (m := _SURROGATE.search(value)) is not None:
+            raise FactError(ref, f"{name} is no Unicode text: a lone surrogate "
+                            f"U+{ord(m.group()):04X} at character {m.start() + 1}",
+                            field=name)
+
+    check("batch", "source", batch.source)
+    for e in batch.entities:
+        check(e.iri, "iri", e.iri)
+        for name, value in (("type", e.type), ("source", e.source), *e.properties.items()):
+            check(e.iri, name, value)
+    for r in batch.relations:
+        for name, value in (("start", r.start), ("end", r.end), ("type", r.type),
+                            ("source", r.source), *r.properties.items()):
+            check(r.ref, name, value)
 
 
 def now_utc() -> datetime:

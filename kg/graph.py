@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kg.config import Settings
-from kg.facts import FactBatch
+from kg.facts import FactBatch, check_values
 from kg.lock import WriterLock
 from kg.rdf_view import RdfView
 from kg.snapshot import AnalyticSnapshot
@@ -45,6 +45,13 @@ class KnowledgeGraph:
     _rdf_behind: bool = False  # this process wrote since the RDF view last caught up
     last_write: float = 0.0  # time.monotonic() of this process's last write
     _rdf_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The writer's change-log head, kept here so that health() reads no store: /healthz
+    # must answer while a long write holds the store (nothing else writes the directory).
+    _head: int | None = None
+    # Moves whenever the RDF view changes (a catch-up applied something, a rebuild): query
+    # workers reopen their read-only view when it moved (kg.query.workers).
+    view_version: int = 0
+    rebuilding: bool = False  # reindex() is replacing the views (not ready, see /readyz)
 
     @classmethod
     def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None
@@ -69,16 +76,26 @@ class KnowledgeGraph:
             raise
         kg = cls(settings, onto, store, rdf, lock)
         if writer:
+            kg._head = store.head()
             kg.sync()
         return kg
 
     def write(self, batch: FactBatch) -> WriteSummary:
         """Upsert a batch into the graph store and bring the snapshot up to date; the RDF
-        view follows lazily (see the module doc)."""
+        view follows lazily (see the module doc). A value over ``max_value_bytes`` raises
+        FactError naming its fact before anything is written."""
+        check_values(batch, self.settings.max_value_bytes)
         self._synced = False
         summary = self.store.upsert(batch)
+        if summary.seq is not None and self._head is not None:
+            self._head = max(self._head, summary.seq)
         self._after_write()
         return summary
+
+    @property
+    def graph_version(self) -> int:
+        """The change-log head as this process knows it (moves with every write)."""
+        return self._head if self._head is not None else self.store.head()
 
     def _after_write(self) -> None:
         self._rdf_behind = True
@@ -111,10 +128,13 @@ class KnowledgeGraph:
         with self._rdf_lock:
             self._rdf_behind = False
             try:
-                return self.view.catch_up(self.store)
+                applied = self.view.catch_up(self.store)
             except BaseException:
                 self._rdf_behind = True
                 raise
+            if applied:
+                self.view_version += 1
+            return applied
 
     @property
     def snapshot(self) -> AnalyticSnapshot:
@@ -126,18 +146,32 @@ class KnowledgeGraph:
 
     def reindex(self) -> None:
         """Rebuild every derived view from the graph store (replay from zero)."""
-        with self._rdf_lock:
-            self.view.rebuild(self.store)
-            self._rdf_behind = False
-        self._snapshot = None
+        self.rebuilding = True
+        try:
+            with self._rdf_lock:
+                self.view.rebuild(self.store)
+                self._rdf_behind = False
+                self.view_version += 1
+            self._snapshot = None
+            if self.lock is not None:
+                self._head = self.store.head()
+        finally:
+            self.rebuilding = False
 
     def health(self) -> dict[str, Any]:
-        head = self.store.head()
+        """The change-log head and each view's watermark and lag; what the RDF view set
+        aside. The writer answers from memory, without waiting for the store."""
+        head = self.graph_version
         mark = self.view.watermark
-        views = {"rdf": {"watermark": mark, "lag": head - mark}}
+        rdf: dict[str, Any] = {"watermark": mark, "lag": max(0, head - mark)}
+        aside, shown = self.view.set_aside()
+        if aside:
+            rdf["setAside"] = aside
+            rdf["setAsideRecords"] = shown
+        views: dict[str, Any] = {"rdf": rdf}
         if self._snapshot is not None:
             views["snapshot"] = {"watermark": self._snapshot.watermark,
-                                 "lag": head - self._snapshot.watermark}
+                                 "lag": max(0, head - self._snapshot.watermark)}
         return {"store": self.settings.store, "changeLogHead": head, "views": views,
                 "ontologyVersion": self.onto.version}
 
@@ -149,6 +183,8 @@ class KnowledgeGraph:
                                timeout_s=self.settings.query_timeout_s,
                                max_rows=self.settings.query_max_rows)
         if write:
+            if self._head is not None:
+                self._head = self.store.head()
             self._after_write()
         return res
 

@@ -45,6 +45,8 @@ that the view after any sequence of writes equals a rebuild from the graph store
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -54,7 +56,7 @@ from typing import Any, cast
 
 import pyoxigraph as ox
 
-from kg.errors import QueryError, StoreUnavailable
+from kg.errors import QueryError, QueryTimedOut, StoreUnavailable
 from kg.query import sparql_guard
 from kg.schema import FACT_META
 from kg.store.base import ChangeEntry, FactState, GraphStore, QueryResult, RelKey
@@ -66,6 +68,10 @@ ONTOLOGY_GRAPH = ox.NamedNode("https://w3id.org/autocnc/ontology")
 META_GRAPH = ox.NamedNode("urn:autocnc:meta")
 _VIEW = ox.NamedNode("urn:autocnc:view:rdf")
 WATERMARK = (_VIEW, ox.NamedNode(CNC + "watermark"))
+# A change-log entry (or, in a rebuild, a fact) the view could not take: the view records
+# it here and goes on, so one batch never wedges it (see ``RdfView.set_aside``).
+SET_ASIDE = (_VIEW, ox.NamedNode(CNC + "setAside"))
+SET_ASIDE_SHOWN = 20  # set-aside records listed by ``set_aside`` (all are counted)
 # What the view's quads are derived by: the mapping version and the ontology version. A view
 # written by another version is rebuilt on its next catch-up (the ontology decides the
 # entailments).
@@ -83,6 +89,7 @@ ENTAILMENT_RULES = {
 }
 _TYPES_GRAPH = ox.NamedNode(INFERRED + "cax-sco")
 _PROPS_GRAPH = ox.NamedNode(INFERRED + "prp-spo1")
+log = logging.getLogger("autocnc.rdf")
 ROUND_FACTS = 20_000  # facts applied per round at most (then the watermark moves)
 BULK_LINES = 50_000  # rounds with more N-Quads lines than this use the bulk loader
 _DT = {"string": XSD + "string", "integer": XSD + "integer", "double": XSD + "double",
@@ -97,6 +104,10 @@ _STMT = (f"<{RDF}type> <{RDF}Statement>", f"<{RDF}subject>", f"<{RDF}predicate>"
 
 def _literal(kind: str, value: Any) -> ox.Literal:
     return ox.Literal(_lexical(kind, value), datatype=ox.NamedNode(_DT[kind]))
+
+
+class ViewRefused(QueryError):
+    """The view's store refused the quads of a fact (a value its parser cannot take)."""
 
 
 def _lexical(kind: str, value: Any) -> str:
@@ -166,6 +177,7 @@ class _RoundPlan:
 class RdfView:
     def __init__(self, store: ox.Store, onto: Ontology, base: str) -> None:
         self._ox = store
+        self._watermark: int | None = None  # cached: only this handle moves it
         self._onto = onto
         self._base = base
         kinds = {n: p.kind for n, p in onto.datatype_properties.items()}
@@ -223,10 +235,13 @@ class RdfView:
     # -- watermark -------------------------------------------------------------------------
     @property
     def watermark(self) -> int:
-        # max: a crash between adding the new value and removing the old leaves both
-        return max((int(cast(ox.Literal, q.object).value)
-                    for q in self._ox.quads_for_pattern(*WATERMARK, None, META_GRAPH)),
-                   default=0)
+        if self._watermark is None:
+            # max: a crash between adding the new value and removing the old leaves both
+            self._watermark = max(
+                (int(cast(ox.Literal, q.object).value)
+                 for q in self._ox.quads_for_pattern(*WATERMARK, None, META_GRAPH)),
+                default=0)
+        return self._watermark
 
     def _set_watermark(self, seq: int) -> None:
         new = ox.Quad(*WATERMARK, _literal("integer", seq), META_GRAPH)
@@ -234,6 +249,25 @@ class RdfView:
         for q in list(self._ox.quads_for_pattern(*WATERMARK, None, META_GRAPH)):
             if q != new:
                 self._ox.remove(q)
+        self._watermark = seq
+
+    # -- what the view could not take ------------------------------------------------------
+    def set_aside(self) -> tuple[int, list[dict[str, Any]]]:
+        """How many change-log entries (or facts, in a rebuild) the view set aside, and the
+        first :data:`SET_ASIDE_SHOWN` of them (``seq`` or ``fact``, ``error``, ``at``)."""
+        records = [json.loads(cast(ox.Literal, q.object).value)
+                   for q in self._ox.quads_for_pattern(*SET_ASIDE, None, META_GRAPH)]
+        records.sort(key=lambda r: (r.get("seq") or 0, r.get("fact") or ""))
+        return len(records), records[:SET_ASIDE_SHOWN]
+
+    def _record_set_aside(self, error: BaseException, *, seq: int | None = None,
+                          fact: str | None = None) -> None:
+        text = f"{type(error).__name__}: {error}"
+        record = {"seq": seq, "fact": fact[:300] if fact else None, "at": _now_iso(),
+                  "error": text[:500], "fix": "correct or retire the fact, then run "
+                  "`autocnc reindex`"}
+        log.error("RDF view: set aside %s: %s", f"change {seq}" if seq else fact, text[:500])
+        self._ox.add(ox.Quad(*SET_ASIDE, _literal("string", json.dumps(record)), META_GRAPH))
 
     # -- catching up -----------------------------------------------------------------------
     def catch_up(self, graph: GraphStore, *, limit: int = 50) -> int:
@@ -252,25 +286,53 @@ class RdfView:
             if any("rawCypher" in e.batch for e in entries):
                 self.rebuild(graph)
                 return applied + len(entries)
-            plan = _RoundPlan()
+            plan, round_entries = _RoundPlan(), []
             for e in entries:
                 plan.add(e)
+                round_entries.append(e)
                 # bounded rounds: a backlog of big batches becomes several bulk loads, not
                 # one text of millions of lines held in memory at once
                 if plan.size >= ROUND_FACTS or e is entries[-1]:
-                    self._apply(graph, plan)
+                    try:
+                        self._apply(graph, plan)
+                    except _REFUSED:
+                        self._apply_one_by_one(graph, round_entries)
                     self._set_watermark(e.seq)
-                    plan = _RoundPlan()
+                    plan, round_entries = _RoundPlan(), []
             applied += len(entries)
+
+    def _apply_one_by_one(self, graph: GraphStore, entries: list[ChangeEntry]) -> None:
+        """Apply a round that failed entry by entry, setting aside each entry the view
+        refuses on its own (the rest goes on; ``/healthz`` lists what was set aside)."""
+        for e in entries:
+            plan = _RoundPlan()
+            plan.add(e)
+            try:
+                self._apply(graph, plan)
+            except _REFUSED as exc:
+                self._record_set_aside(exc, seq=e.seq)
 
     def rebuild(self, graph: GraphStore) -> None:
         """Throw the view away and derive it again from the whole graph store."""
         head = graph.head()
         self._ox.clear()
+        self._watermark = None
         self._load_ontology()
         for ents, rels in graph.scan():
-            self._load([*self._state_lines(ents, rels)])
+            try:
+                self._load([*self._state_lines(ents, rels)])
+            except _REFUSED:  # fact by fact, setting aside those the view refuses
+                for iri, st in ents.items():
+                    self._load_or_set_aside(iri, self._state_lines({iri: st}, {}))
+                for key, st in rels.items():
+                    self._load_or_set_aside(" ".join(key), self._state_lines({}, {key: st}))
         self._set_watermark(head)
+
+    def _load_or_set_aside(self, fact: str, lines: Iterable[str]) -> None:
+        try:
+            self._load(list(lines))
+        except _REFUSED as exc:
+            self._record_set_aside(exc, fact=fact)
 
     def _apply(self, graph: GraphStore, plan: _RoundPlan) -> None:
         iris, keys = plan.fetch_keys()
@@ -381,7 +443,9 @@ class RdfView:
             else:
                 self._ox.load(text, format=ox.RdfFormat.N_QUADS)
         except SyntaxError as exc:
-            raise QueryError(f"the RDF view refused a fact: {exc}") from exc
+            raise ViewRefused(f"the RDF view refused a fact: {exc}") from exc
+        except MemoryError as exc:  # Oxigraph's parser: a line over its 16 MiB buffer
+            raise ViewRefused(f"the RDF view refused a fact: {exc}") from exc
 
     # -- queries ---------------------------------------------------------------------------
     def query(self, sparql: str, *, timeout_s: float = 30.0, max_rows: int = 10_000,
@@ -416,7 +480,8 @@ class RdfView:
                     truncated = True
                     break
                 if time.monotonic() > deadline:
-                    raise QueryError(f"query timed out after {timeout_s:g} s")
+                    raise QueryTimedOut(f"query timed out after {timeout_s:g} s "
+                                        "(setting query_timeout_s)")
                 rows.append(list(row) if terms else [_python(t) for t in row])
         except OSError as exc:
             raise QueryError(str(exc)) from exc
@@ -429,6 +494,17 @@ class RdfView:
     def close(self) -> None:
         """Release the on-disk store (idempotent); Oxigraph syncs on every write."""
         self.__dict__.pop("_ox", None)
+
+
+# What the view cannot take from a batch (a value its parser refuses); anything else (a
+# disk error) fails the catch-up, which is then retried, so nothing is set aside for it.
+_REFUSED = (ViewRefused, ValueError)
+
+
+def _now_iso() -> str:
+    from kg.facts import now_utc
+
+    return now_utc().isoformat()
 
 
 def _python(term: Any) -> Any:

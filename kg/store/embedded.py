@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from kg.errors import FactError, QueryError, StoreUnavailable
+from kg.errors import FactError, QueryError, QueryOverMemory, QueryTimedOut, StoreUnavailable
 from kg.facts import FactBatch, now_utc
 from kg.query import cypher_guard
 from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
@@ -376,8 +376,9 @@ class LadybugStore:
             conn.set_query_timeout(int(timeout_s * 1000))
         try:
             res = conn.execute(cypher, {k: _naive_utc(v) for k, v in (params or {}).items()})
-        except RuntimeError as exc:
-            raise QueryError(str(exc)) from exc
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+            # ValueError & co: a parameter the binding cannot convert (a list mixing types)
+            raise _query_error(exc, timeout_s) from exc
         finally:
             if timeout_s is not None:
                 conn.set_query_timeout(0)
@@ -405,8 +406,8 @@ class LadybugStore:
         try:
             res = self._conn.execute(cypher, {k: _naive_utc(v)
                                               for k, v in (params or {}).items()})
-        except RuntimeError as exc:
-            raise QueryError(str(exc)) from exc
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+            raise _query_error(exc, None) from exc
         finally:
             _forget_arrow_statements(self._conn, params)
         table = res.get_as_arrow()
@@ -431,6 +432,19 @@ class LadybugStore:
 
 
 SMALL = 256  # keys fetched through a list parameter; more go through an Arrow table
+
+
+def _query_error(exc: Exception, timeout_s: float | None) -> QueryError:
+    """LadybugDB's error as ours: its timeout (``Interrupted.``) and a full buffer pool are
+    limits the query hit, anything else the query's own error."""
+    text = str(exc)
+    if timeout_s is not None and text.strip() == "Interrupted.":
+        return QueryTimedOut(f"query stopped after {timeout_s:g} s (setting "
+                             "query_timeout_s); narrow it or add a LIMIT")
+    if "buffer pool is full" in text or "Unable to allocate memory" in text:
+        return QueryOverMemory(f"the query needs more memory than the buffer pool has: "
+                               f"{text}")
+    return QueryError(text)
 
 
 def _forget_arrow_statements(conn: Any, params: Mapping[str, Any] | None) -> None:

@@ -17,8 +17,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kg.errors import FactError, ForbiddenQuery, QueryError, StoreUnavailable
-from kg.facts import FactBatch, now_utc
+from kg.errors import (
+    FactError,
+    ForbiddenQuery,
+    QueryError,
+    QueryOverMemory,
+    QueryTimedOut,
+    StoreUnavailable,
+)
+from kg.facts import FactBatch, now_utc, too_long
 from kg.query import cypher_guard
 from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
 from kg.store.base import ChangeEntry, FactState, QueryResult, RelKey, WriteSummary, plan_write
@@ -26,6 +33,9 @@ from ontology import Ontology, load_ontology
 from ontology.shapes import ShapeSet, load_shapes
 
 CHUNK = 5_000  # rows per UNWIND statement
+# Neo4j's range indexes take keys of up to 8,167 bytes: a longer indexed value (see
+# _migrate: iri, kind, source, name) would fail the whole batch's transaction.
+MAX_INDEXED_BYTES = 8_000
 
 
 def _native(v: Any) -> Any:
@@ -111,6 +121,7 @@ class Neo4jStore:
 
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, batch: FactBatch) -> WriteSummary:
+        _check_indexed(batch)
         now = now_utc()
         plan = plan_write(batch, self._onto, self._shapes, self.schema, self.fetch, now,
                           kinds=self.kinds)
@@ -291,7 +302,7 @@ class Neo4jStore:
               write: bool = False, timeout_s: float = 30.0,
               max_rows: int = 10_000) -> QueryResult:
         import neo4j
-        from neo4j.exceptions import ClientError, Neo4jError
+        from neo4j.exceptions import ClientError, DriverError, Neo4jError
 
         cypher_guard.check(cypher, write=write)
         params = dict(params or {})
@@ -318,15 +329,36 @@ class Neo4jStore:
                     rows.append([_native(v) for v in rec.values()])
                 result.consume()
         except ClientError as exc:
+            if "TransactionTimedOut" in (exc.code or ""):
+                raise QueryTimedOut(f"query stopped after {timeout_s:g} s (setting "
+                                    "query_timeout_s); narrow it or add a LIMIT") from exc
             raise QueryError(exc.message or str(exc)) from exc
         except Neo4jError as exc:
+            if "OutOfMemory" in (exc.code or ""):
+                raise QueryOverMemory(f"Neo4j ran out of memory for the query: "
+                                      f"{exc.message}") from exc
             raise QueryError(str(exc)) from exc
+        except (ValueError, TypeError, OverflowError) as exc:  # a parameter the driver
+            raise QueryError(f"parameters: {exc}") from exc  # cannot send
+        except DriverError as exc:
+            raise StoreUnavailable(f"Neo4j: {exc}") from exc
         if write:
             self.record_raw_write(cypher)
         return QueryResult(columns, rows, truncated)
 
     def close(self) -> None:
         self._driver.close()
+
+
+def _check_indexed(batch: FactBatch) -> None:
+    """FactError naming the first entity whose indexed value Neo4j's index cannot take."""
+    for e in batch.entities:
+        for name, value in (("iri", e.iri), ("source", e.source or batch.source),
+                            ("name", e.properties.get("name"))):
+            if isinstance(value, str) and too_long(value, MAX_INDEXED_BYTES):
+                raise FactError(e.iri, f"{name} is over {MAX_INDEXED_BYTES} bytes, the most "
+                                "a Neo4j index takes (Neo4j indexes iri, source and name)",
+                                field=name)
 
 
 def _check_plan(plan: Any) -> None:
