@@ -3,7 +3,14 @@
 Security by default: ``autocnc serve`` binds 127.0.0.1; binding another address needs
 ``AUTOCNC_API_TOKEN``, and every write route then requires ``Authorization: Bearer <token>``.
 Query endpoints are read-only and refuse clauses that reach files or the network; every
-query has a timeout and a row cap; request bodies are bounded.
+query runs in a worker process that is stopped at its time and memory limits
+(:mod:`kg.query.workers`: 504 / 503), with a row cap; request bodies are counted and bounded
+(:mod:`api.limits`: 413), and so is every value (``max_value_bytes``).
+
+Reads take no lock: ``/healthz``, ``/livez``, ``/readyz`` answer from memory and the query
+endpoints from their workers, whatever the writer is doing. ``autocnc serve`` listens
+before its stores are open (``serve_while_starting``): until the stores are open, replayed
+and the views caught up, ``/readyz`` and every route that needs the graph answer 503.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -26,17 +35,30 @@ from api.alert_receiver import AlertReceiver
 from api.causal_routes import add_causal_routes
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
+from api.limits import BodyLimit, json_safe
 from api.periodic import Periodic
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
 from api.trace_routes import add_trace_routes
 from ingest import IngestError
 from kg.config import Settings
-from kg.errors import AutoCNCError, FactError, ForbiddenQuery, QueryError, StoreUnavailable
+from kg.errors import (
+    AutoCNCError,
+    FactError,
+    ForbiddenQuery,
+    NotReady,
+    QueryError,
+    QueryOverMemory,
+    QueryTimedOut,
+    StoreUnavailable,
+)
 from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
+from kg.query.workers import QueryRequest, QueryWorkers
 from reasoning.rca import RCAService
 from reasoning.rca.evidence.prometheus import PrometheusSeries
+
+log = logging.getLogger("autocnc.api")
 
 
 def _warm(rca: RCAService) -> None:
@@ -50,8 +72,8 @@ def _warm(rca: RCAService) -> None:
     rca.warm()
     gc.collect()
     gc.freeze()
-    logging.getLogger("autocnc.api").info("views warm in %.1f s (%d entities)",
-                                          time.perf_counter() - t, rca.kg.snapshot.node_count)
+    log.info("views warm in %.1f s (%d entities)", time.perf_counter() - t,
+             rca.kg.snapshot.node_count)
 
 
 class ViewSyncer:
@@ -98,16 +120,52 @@ class CypherResponse(BaseModel):
     truncated: bool = Field(description="true when the row cap cut the result")
 
 
-def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
-    """The app for ``settings``; the knowledge graph is opened (and locked) at startup."""
-    state: dict[str, Any] = {}
-    guard = threading.Lock()  # the stores are used by one request at a time
+class Startup:
+    """Where the server is in its start: ``starting`` (opening the stores, replaying their
+    logs, catching the views up, warming the snapshot), ``ready``, or ``failed``."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    def __init__(self) -> None:
+        self.phase = "starting"
+        self.since = time.monotonic()
+
+    @property
+    def ready(self) -> bool:
+        return self.phase == "ready"
+
+
+def _status(exc: AutoCNCError) -> int:
+    if isinstance(exc, ForbiddenQuery):
+        return 403
+    if isinstance(exc, QueryTimedOut):
+        return 504
+    if isinstance(exc, QueryOverMemory | StoreUnavailable):
+        return 503
+    if isinstance(exc, QueryError | FactError):
+        return 400
+    return 422 if isinstance(exc, IngestError) else 500
+
+
+def create_app(settings: Settings, *, url: str | None = None,
+               serve_while_starting: bool = False) -> FastAPI:
+    """The app for ``settings``; the knowledge graph is opened (and locked) at startup, in
+    the background with ``serve_while_starting`` (``autocnc serve``: ``/livez`` and
+    ``/readyz`` answer meanwhile), else before the app takes requests."""
+    state: dict[str, Any] = {}
+    startup = Startup()
+    # The writer's lock. One thread at a time may change the graph or the state derived
+    # from it in this process: LadybugDB's write connection is single-threaded, the
+    # analytic snapshot is refreshed in place after each write, and ingest keeps per-source
+    # state (log miners, trace windows, label caches) next to the store. So writes, and
+    # RCA and recommendation (which read the snapshot), hold it. Reads do not: /healthz,
+    # /livez, /readyz answer from memory, and operator queries run in worker processes on
+    # read-only handles (kg.query.workers).
+    guard = threading.Lock()
+
+    def open_all() -> None:
         state["kg"] = KnowledgeGraph.open(settings, writer=True, url=url)
         # series pulled per incident from the operator's Prometheus (docs/prometheus.md)
-        prometheus = PrometheusSeries.from_settings(state["kg"])
+        state["prometheus"] = PrometheusSeries.from_settings(state["kg"])
+        prometheus = state["prometheus"]
         state["rca"] = RCAService(state["kg"], sources=[prometheus] if prometheus else [])
         _warm(state["rca"])
         state["incidents"] = IncidentWorker(state["kg"], guard, rca=state["rca"]).start()
@@ -116,44 +174,74 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
         ).start()
         state["views"] = ViewSyncer(state["kg"]).start()
+        state["queries"] = QueryWorkers(settings).start()
         app.state.incidents = state["incidents"]  # for operators' tooling and tests
+        startup.phase = "ready"
+        log.info("ready in %.1f s", time.monotonic() - startup.since)
+
+    def open_in_background() -> None:
+        try:
+            open_all()
+        except BaseException as exc:
+            startup.phase = "failed"
+            log.critical("startup failed: %s: %s", type(exc).__name__, exc)
+            close_all()
+            os._exit(3)  # as uvicorn exits when startup fails; the kernel drops the lock
+
+    def close_all() -> None:
+        if (workers := state.pop("queries", None)) is not None:
+            workers.close()
+        for name in ("views", "alerts", "incidents"):
+            if (part := state.pop(name, None)) is not None:
+                part.stop()
+        state.pop("rca", None)
+        if (prometheus := state.pop("prometheus", None)) is not None:
+            prometheus.close()
+        if "kg" in state:
+            state.pop("kg").close()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opener = None
+        if serve_while_starting:
+            opener = threading.Thread(target=open_in_background, name="startup", daemon=True)
+            opener.start()
+        else:
+            open_all()
         try:
             yield
         finally:
-            state.pop("views").stop()
-            state.pop("alerts").stop()
-            state.pop("incidents").stop()
-            state.pop("rca")
-            if prometheus is not None:
-                prometheus.close()
-            state.pop("kg").close()
+            if opener is not None:
+                opener.join()
+            close_all()
 
     app = FastAPI(
         title="AutoCNC", version="0.1.0", lifespan=lifespan,
         description="Knowledge-graph engine for computing-and-network convergence operations.",
     )
-
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        limit = (settings.max_ingest_bytes if request.url.path.startswith("/v1/ingest/")
-                 else settings.max_request_bytes)
-        if length is not None and int(length) > limit:
-            return JSONResponse({"detail": f"request body over {limit} bytes"},
-                                status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, settings=settings)
 
     @app.exception_handler(AutoCNCError)
     async def autocnc_error(request: Request, exc: AutoCNCError) -> JSONResponse:
-        status = (403 if isinstance(exc, ForbiddenQuery) else
-                  400 if isinstance(exc, QueryError | FactError) else
-                  422 if isinstance(exc, IngestError) else
-                  503 if isinstance(exc, StoreUnavailable) else 500)
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__},
-                            status_code=status)
+        status = _status(exc)
+        headers = {"Retry-After": "2"} if exc.retryable else None
+        return JSONResponse({"detail": json_safe(str(exc)), "error": type(exc).__name__},
+                            status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, renderable whatever the input held (see api.limits)."""
+        return JSONResponse({"detail": json_safe(exc.errors())}, status_code=422)
+
+    def running() -> dict[str, Any]:
+        if not startup.ready:
+            raise NotReady(f"the server is {startup.phase} (opening the stores, replaying, "
+                           "catching the views up); retry shortly")
+        return state
 
     def kg() -> KnowledgeGraph:
-        return state["kg"]
+        graph: KnowledgeGraph = running()["kg"]
+        return graph
 
     def writer(authorization: str | None = Header(None)) -> None:
         """Write routes need the bearer token when one is configured."""
@@ -164,26 +252,65 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
-        """Liveness and the lag of each derived view behind the change log."""
-        with guard:
-            return {"status": "ok", **g.health()}
+    @app.get("/livez", tags=["ops"])
+    async def livez() -> dict[str, Any]:
+        """Liveness: the process serves requests (also while it starts). For a restart
+        policy; it says nothing about the stores."""
+        return {"status": "alive", "phase": startup.phase}
 
-    @app.post("/v1/cypher", response_model=CypherResponse, tags=["query"])
-    def cypher(req: CypherRequest, g: KnowledgeGraph = Depends(kg)) -> CypherResponse:
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once the stores are open and replayed and the views caught up;
+        503 while the server starts or rebuilds its views (``reindex``)."""
+        if not startup.ready:
+            return JSONResponse({"status": "not ready", "reason": startup.phase},
+                                status_code=503, headers={"Retry-After": "2"})
+        if state["kg"].rebuilding:
+            return JSONResponse({"status": "not ready", "reason": "rebuilding the views"},
+                                status_code=503, headers={"Retry-After": "2"})
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "starting"}})
+    async def healthz() -> JSONResponse:
+        """The change-log head, each derived view's watermark and lag, and what the RDF
+        view set aside (``status`` is then ``degraded``); 503 while starting. Answers from
+        memory: no store is asked, so no write or query delays it."""
+        if not startup.ready:
+            return JSONResponse({"status": startup.phase}, status_code=503,
+                                headers={"Retry-After": "2"})
+        health = state["kg"].health()
+        status = "degraded" if health["views"]["rdf"].get("setAside") else "ok"
+        return JSONResponse({"status": status, **health})
+
+    def queries() -> QueryWorkers:
+        workers: QueryWorkers = running()["queries"]
+        return workers
+
+    @app.post("/v1/cypher", response_model=CypherResponse, tags=["query"],
+              responses={504: {"description": "the query ran past query_timeout_s"},
+                         503: {"description": "the query needed more than "
+                                              "query_max_memory_mb, or no worker is free"}})
+    def cypher(req: CypherRequest, g: KnowledgeGraph = Depends(kg),
+               workers: QueryWorkers = Depends(queries)) -> CypherResponse:
         """Run a read-only Cypher query. Writes, LOAD CSV / LOAD FROM, COPY, INSTALL and
-        CALL outside the allowlist are refused with 403; syntax errors give 400."""
-        with guard:
-            res = g.cypher(req.query, req.parameters)
+        CALL outside the allowlist are refused with 403; syntax errors give 400; a query
+        past its time limit is stopped with 504, one past its memory limit with 503."""
+        res = workers.run(QueryRequest(
+            "cypher", req.query, req.parameters,
+            # a read-only LadybugDB handle sees the data as of its opening; Neo4j is live
+            g.graph_version if settings.store == "embedded" else None,
+            settings.query_timeout_s, settings.query_max_rows))
         return CypherResponse(columns=res.columns, rows=res.rows, truncated=res.truncated)
 
-    def _sparql(query: str | None, accept: str | None, g: KnowledgeGraph) -> Response:
+    def _sparql(query: str | None, accept: str | None, g: KnowledgeGraph,
+                workers: QueryWorkers) -> Response:
         if not query:
             raise HTTPException(400, "missing SPARQL query")
-        with guard:
-            res = g.rdf.query(query, timeout_s=settings.query_timeout_s,
-                              max_rows=settings.query_max_rows, terms=True)
+        if g.rdf_behind:  # SPARQL never sees the lag: apply this process's writes first
+            g.catch_up_rdf()
+        res = workers.run(QueryRequest("sparql", query, version=g.view_version,
+                                       timeout_s=settings.query_timeout_s,
+                                       max_rows=settings.query_max_rows))
         graph = res.columns == ["s", "p", "o"] and "CONSTRUCT" in query.upper() or \
             "DESCRIBE" in query.upper()
         mime = negotiate_ask(res, accept, graph)
@@ -197,30 +324,39 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
 
     @app.get("/v1/sparql", tags=["query"])
     def sparql_get(query: str | None = None, accept: str | None = Header(None),
-                   g: KnowledgeGraph = Depends(kg)) -> Response:
+                   g: KnowledgeGraph = Depends(kg),
+                   workers: QueryWorkers = Depends(queries)) -> Response:
         """SPARQL 1.1 Protocol, query via GET ``?query=``. Results as
-        application/sparql-results+json (default), text/csv or text/tab-separated-values."""
-        return _sparql(query, accept, g)
+        application/sparql-results+json (default), text/csv or text/tab-separated-values.
+        A query past its time limit is stopped with 504, one past its memory limit with
+        503."""
+        return _sparql(query, accept, g, workers)
 
     @app.post("/v1/sparql", tags=["query"])
     async def sparql_post(request: Request, accept: str | None = Header(None),
-                          g: KnowledgeGraph = Depends(kg)) -> Response:
+                          g: KnowledgeGraph = Depends(kg),
+                          workers: QueryWorkers = Depends(queries)) -> Response:
         """SPARQL 1.1 Protocol, query via POST: form field ``query`` or an
         ``application/sparql-query`` body."""
+        from fastapi.concurrency import run_in_threadpool
+
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype == "application/sparql-query":
-            query = (await request.body()).decode("utf-8")
+            try:
+                query = (await request.body()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HTTPException(400, f"the query is not UTF-8 text: {exc}") from None
         elif ctype == "application/x-www-form-urlencoded":
             query = str((await request.form()).get("query") or "")
         else:
             raise HTTPException(415, "use application/sparql-query or a form field 'query'")
-        return _sparql(query, accept, g)
+        return await run_in_threadpool(_sparql, query, accept, g, workers)
 
     @app.post("/v1/facts", tags=["ingest"], dependencies=[Depends(writer)])
     def post_facts(doc: dict[str, Any], g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
         """Upsert a batch of facts (the JSON fact format of docs/model.md). All or nothing:
-        an invalid fact gives 400 naming it and nothing is written. Answers after the batch
-        is durable in the graph store."""
+        an invalid fact, or a value over ``max_value_bytes``, gives 400 naming it and
+        nothing is written. Answers after the batch is durable in the graph store."""
         batch = FactBatch.from_json(doc, base=settings.iri_base)
         with guard:
             summary = g.write(batch)
@@ -228,30 +364,39 @@ def create_app(settings: Settings, *, url: str | None = None) -> FastAPI:
 
     add_ingest_routes(app, settings, kg, writer, guard,
                       after_write=lambda: state["alerts"].forget())
-    add_rca_routes(app, kg, lambda: state["rca"], writer, guard)
+    add_rca_routes(app, kg, lambda: running()["rca"], writer, guard)
     add_recommend_routes(app, kg, writer, guard)
     add_causal_routes(app, kg, writer, guard)
     add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
 
     @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
-    async def alertmanager(payload: dict[str, Any], scope: str = "default",
-                           rules_scope: str | None = None) -> dict[str, Any]:
+    async def alertmanager(payload: dict[str, Any], scope: str | None = None,
+                           rules_scope: str | None = None,
+                           g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
         """Alertmanager webhook receiver (payload version 4; configure it as a
         ``webhook_configs`` URL). Each alert becomes an occurrence keyed by fingerprint and
         startsAt; a resolved notification closes it; a repeated delivery moves only its
         last-seen time. ``scope`` is the cluster whose topology the labels resolve against
-        (``rules_scope`` where the alert rules were ingested, default ``scope``). Answers
-        2xx only once the alerts are durable (so Alertmanager retries otherwise); 422
-        names the JSON pointer of a malformed field and writes nothing."""
+        (``rules_scope`` where the alert rules were ingested, default ``scope``); without
+        it the setting ``default_scope`` applies, and without that the call gets 422.
+        Answers 2xx only once the alerts are durable (so Alertmanager retries otherwise);
+        422 names the JSON pointer of a malformed field and writes nothing."""
         from asyncio import wrap_future
 
+        scope = scope or settings.default_scope
+        if not scope:
+            raise HTTPException(422, "missing query parameter 'scope': the cluster whose "
+                                "topology the alert labels resolve against (or set "
+                                "default_scope)")
         opts = {"rules_scope": rules_scope} if rules_scope else {}
-        done = state["alerts"].submit(payload, scope, opts)
+        done = running()["alerts"].submit(payload, scope, opts)
         return await wrap_future(done)
 
     @app.post("/v1/reindex", tags=["ops"], dependencies=[Depends(writer)])
     def reindex(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
-        """Rebuild the derived views (RDF view, snapshot) from the graph store."""
+        """Rebuild the derived views (RDF view, snapshot) from the graph store; facts the
+        RDF view cannot take are set aside and listed in ``/healthz``. ``/readyz`` answers
+        503 meanwhile."""
         with guard:
             g.reindex()
             return g.health()

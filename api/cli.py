@@ -241,7 +241,8 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not s.api_token:
         raise ConfigError(f"binding {host} exposes the API: set AUTOCNC_API_TOKEN first")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    uvicorn.run(create_app(s, url=url), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(s, url=url, serve_while_starting=True), host=host, port=port,
+                log_level="info")
 
 
 @app.command()

@@ -8,6 +8,7 @@ open the stores themselves (:func:`open_graph`, read-only for reads).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from rich.progress import Progress
@@ -37,7 +38,15 @@ def http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
     headers = kwargs.pop("headers", {})
     if os.environ.get("AUTOCNC_API_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['AUTOCNC_API_TOKEN']}"
-    resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600, **kwargs)
+    deadline = time.monotonic() + STARTING_WAIT_S
+    while True:
+        resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600,
+                             **kwargs)
+        # a server that is still starting answers 503 NotReady: wait for it
+        if resp.status_code != 503 or time.monotonic() > deadline or \
+                _error_name(resp) != "NotReady":
+            break
+        time.sleep(float(resp.headers.get("Retry-After", "1")))
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail", resp.text)
@@ -45,6 +54,17 @@ def http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
             detail = resp.text
         raise AutoCNCError(f"server {info['url']} answered {resp.status_code}: {detail}")
     return resp
+
+
+STARTING_WAIT_S = 600.0  # how long a command waits for a server that is still starting
+
+
+def _error_name(resp: Any) -> str | None:
+    try:
+        doc = resp.json()
+    except ValueError:
+        return None
+    return doc.get("error") if isinstance(doc, dict) else None
 
 
 def open_graph(writer: bool) -> Any:
