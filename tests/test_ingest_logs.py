@@ -137,6 +137,42 @@ def test_json_lines_resolve_pods_and_bad_lines_are_rejected_with_line(
     assert report.counts["emittersUnresolved"] == 1
 
 
+def test_binary_undecodable_and_oversized_lines_are_rejected_with_their_line(
+        kg: KnowledgeGraph, tmp_path: Path) -> None:
+    """Nothing that is not a text line reaches the miner: binary data, bytes of another
+    encoding and lines over max_value_bytes are rejected with their line; the rest lands."""
+    good = b"2026-01-01T10:00:00Z INFO cache warm on node-1\n"
+    path = tmp_path / "mixed.log"
+    path.write_bytes(good + b"\x00\x01\x02\xff binary \x7fELF\n"  # line 2
+                     + "2026-01-01T10:00:01Z WARN caf\u00e9 is slow\n".encode("latin-1")
+                     + b"2026-01-01T10:00:02Z INFO " + b"x" * (65 * 1024) + b"\n"  # line 4
+                     + good)
+    report = run_ingest(kg, "logs", [Input.file(path)], scope=SCOPE, as_of=AS_OF)
+    where = {r.where: r.reason for r in report.rejected}
+    assert set(where) == {"line 2", "line 3", "line 4"}
+    assert where["line 2"].startswith(("binary data", "not utf-8 text"))
+    assert "byte 0xe9 at column 30" in where["line 3"] and "encoding" in where["line 3"]
+    assert "max_value_bytes" in where["line 4"]
+    assert report.counts["lines"] == 2 and report.counts["templatesCreated"] == 1
+    dead = (kg.settings.data_dir / "dead-letter" / "logs.jsonl").read_text("utf-8")
+    assert len(dead.splitlines()) == 3  # written as UTF-8 whatever the line held
+    # garbage as a whole: every line rejected, no template mined
+    noise = tmp_path / "noise.log"
+    noise.write_bytes(bytes(range(256)) * 40)
+    report = run_ingest(kg, "logs", [Input.file(noise)], scope=SCOPE, as_of=AS_OF)
+    assert report.rejected and report.counts.get("templatesCreated", 0) == 0
+    # latin-1 text, said so: read as what it is
+    latin = tmp_path / "latin.log"
+    latin.write_bytes("2026-01-01T10:00:01Z WARN caf\u00e9 is slow\n".encode("latin-1"))
+    report = run_ingest(kg, "logs", [Input.file(latin)], scope=SCOPE, as_of=AS_OF,
+                        options={"encoding": "latin-1"})
+    assert report.rejected == []
+    assert rows(kg, "MATCH (t:Entity) WHERE 'LogTemplate' IN t.types AND t.templateText "
+                "CONTAINS 'caf\u00e9' RETURN count(t)")[0][0] == 1
+    with pytest.raises(IngestError, match="unknown text encoding"):
+        run_ingest(kg, "logs", [Input.file(latin)], scope=SCOPE, options={"encoding": "x"})
+
+
 # -- template versions ---------------------------------------------------------------------------
 
 def test_generalised_template_gets_a_new_version_linked_from_the_old(

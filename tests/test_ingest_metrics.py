@@ -229,6 +229,25 @@ def test_bad_records_rejected_with_line_good_ones_land(kg: KnowledgeGraph,
     assert report.counts["unresolvedSeries"] == 2 and report.notes
 
 
+def test_a_csv_missing_a_column_and_oversized_labels_are_rejected(
+        kg: KnowledgeGraph, tmp_path: Path) -> None:
+    """Rejected with their line, never skipped as "not metrics": a long CSV without its
+    value column, and a series whose label is over max_value_bytes."""
+    no_value = tmp_path / "no-value.csv"
+    no_value.write_text("timestamp,metric,labels\n2026-01-01T00:00:00Z,q,job=b\n")
+    big = tmp_path / "big.prom"
+    big.write_text(f'up{{job="{"j" * (65 * 1024)}"}} 1 1767225600000\n'
+                   'up{job="a"} 1 1767225600000\n')
+    report = run_ingest(kg, "metrics", [Input.file(no_value), Input.file(big)], scope=SCOPE)
+    got = {(Path(r.file).name, r.where): r.reason for r in report.rejected}
+    assert set(got) == {("no-value.csv", "line 1"), ("big.prom", "line 1")}
+    assert "missing column(s) value" in got[("no-value.csv", "line 1")]
+    assert "max_value_bytes" in got[("big.prom", "line 1")]
+    assert report.skipped == []
+    assert kg.cypher("MATCH (s:Entity) WHERE 'MetricSeries' IN s.types "
+                     "RETURN s.metricName, s.sampleCount").rows == [["up", 1]]
+
+
 def test_dry_run_writes_nothing(kg: KnowledgeGraph) -> None:
     services(kg, SCOPE, ["cart", "checkout"])
     report = run_ingest(kg, "metrics", [Input.of_bytes("m.prom", exposition(synthetic())
