@@ -77,7 +77,7 @@ class OriginConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     timing: Timing = field(default_factory=Timing)
     chain_floor: float = 0.2
-    reach_weight: float = 1.0
+    reach_weight: float = 2.0
     prior_weight: float = 1e-3
     alert_z: float = 10.0
 
