@@ -479,7 +479,7 @@ def print_learned(outcomes: Sequence[Outcome], examples: dict[str, Example],
     print("\nLearned signals, top-1/top-3 on test | all 68 (ties against the method; fused "
           "into RCAService's candidates by apply_learned)")
     row("base signals, default weights", lambda o: rank_with(examples[o.case.name], Weights()))
-    row("base signals, fitted weights (headline)", lambda o: o.rank)
+    row("base signals, fitted weights (earlier headline)", lambda o: o.rank)
     for name in learned.variants:
         row(name, lambda o, name=name: o.learned[name])  # type: ignore[misc]
     live = sum(1 for e in examples.values() if e.signals[:, SIGNALS.index("causal")].any())
