@@ -190,3 +190,23 @@ def test_chain_and_reach() -> None:
     share = reach_shares([2, 3, 0], deps, evidence)
     assert share[3] == pytest.approx(1.0 / 5.0)  # the symptom's 1 of 5 in all
     assert share[0] == 0.0  # nothing depends on the symptom
+
+
+def test_error_log_templates_are_judged_against_the_reference() -> None:
+    from reasoning.rca.evidence.collect import LogCount, Timing, collect
+
+    counts = []
+    for k in range(70):  # a minute window each: an info template always, errors late
+        at = T0 - timedelta(minutes=65 - k)
+        counts.append(LogCount("urn:cart", at, 100.0, "urn:tpl/info", "info"))
+        errors = 40.0 if k >= 64 else float(k % 3 == 0)  # rare errors, then a burst
+        counts.append(LogCount("urn:cart", at, errors, "urn:tpl/boom", "error"))
+        counts.append(LogCount("urn:web", at, 50.0, "urn:tpl/hit", "info"))
+    found = collect({"urn:cart", "urn:web"}, [], (T0, T0), None, [], CFG, Timing(),
+                    log_counts=counts)
+    cart = found.entities["urn:cart"]
+    assert "logs" in cart.kinds and cart.kinds["logs"].score > 1
+    verdict = cart.kinds["logs"].verdict
+    assert verdict is not None and verdict.ref.labels == {"template": "boom", "level": "error"}
+    # info templates are no evidence, and a quiet stream has none
+    assert "urn:web" not in found.entities or not found.entities["urn:web"].kinds
