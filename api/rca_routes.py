@@ -107,14 +107,13 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
     @app.get("/v1/incidents", tags=["rca"])
     def incidents(limit: int = 100, g: KnowledgeGraph = Depends(kg)) -> list[dict[str, Any]]:
         """Incidents, newest first, each with its latest RCA (top candidates)."""
-        with guard:
-            return incident_json(g, limit=min(limit, 1000))
+        # a read: no writer's lock (the store's own connection lock serialises it)
+        return incident_json(g, limit=min(limit, 1000))
 
     @app.get("/v1/incidents/{incident_id}", tags=["rca"])
     def incident(incident_id: str, g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:
         """One incident (its ``id`` from the list) with its latest RCA."""
-        with guard:
-            found = incident_json(g, incident_id)
+        found = incident_json(g, incident_id)  # a read: no writer's lock, as above
         if not found:
             raise HTTPException(404, f"no incident {incident_id}")
         return found[0]
