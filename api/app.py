@@ -25,18 +25,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
-from api import sparql_protocol
 from api.alert_receiver import AlertReceiver
 from api.causal_routes import add_causal_routes
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
 from api.limits import BodyLimit, json_safe
 from api.periodic import Periodic
+from api.query_routes import add_query_routes
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
 from api.trace_routes import add_trace_routes
@@ -54,7 +53,7 @@ from kg.errors import (
 )
 from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
-from kg.query.workers import QueryRequest, QueryWorkers
+from kg.query.workers import QueryWorkers
 from reasoning.rca import RCAService
 from reasoning.rca.evidence.prometheus import PrometheusSeries
 
@@ -106,18 +105,6 @@ class ViewSyncer:
                 now - self._caught_up >= self.max_lag_s:  # else: writes coming, batch them
             self._caught_up = now
             self.kg.catch_up_rdf()
-
-
-class CypherRequest(BaseModel):
-    query: str = Field(..., description="a read-only Cypher query", max_length=100_000)
-    parameters: dict[str, Any] = Field(default_factory=dict,
-                                       description="query parameters ($name)")
-
-
-class CypherResponse(BaseModel):
-    columns: list[str]
-    rows: list[list[Any]]
-    truncated: bool = Field(description="true when the row cap cut the result")
 
 
 class Startup:
@@ -282,75 +269,7 @@ def create_app(settings: Settings, *, url: str | None = None,
         status = "degraded" if health["views"]["rdf"].get("setAside") else "ok"
         return JSONResponse({"status": status, **health})
 
-    def queries() -> QueryWorkers:
-        workers: QueryWorkers = running()["queries"]
-        return workers
-
-    @app.post("/v1/cypher", response_model=CypherResponse, tags=["query"],
-              responses={504: {"description": "the query ran past query_timeout_s"},
-                         503: {"description": "the query needed more than "
-                                              "query_max_memory_mb, or no worker is free"}})
-    def cypher(req: CypherRequest, g: KnowledgeGraph = Depends(kg),
-               workers: QueryWorkers = Depends(queries)) -> CypherResponse:
-        """Run a read-only Cypher query. Writes, LOAD CSV / LOAD FROM, COPY, INSTALL and
-        CALL outside the allowlist are refused with 403; syntax errors give 400; a query
-        past its time limit is stopped with 504, one past its memory limit with 503."""
-        res = workers.run(QueryRequest(
-            "cypher", req.query, req.parameters,
-            # a read-only LadybugDB handle sees the data as of its opening; Neo4j is live
-            g.graph_version if settings.store == "embedded" else None,
-            settings.query_timeout_s, settings.query_max_rows))
-        return CypherResponse(columns=res.columns, rows=res.rows, truncated=res.truncated)
-
-    def _sparql(query: str | None, accept: str | None, g: KnowledgeGraph,
-                workers: QueryWorkers) -> Response:
-        if not query:
-            raise HTTPException(400, "missing SPARQL query")
-        if g.rdf_behind:  # SPARQL never sees the lag: apply this process's writes first
-            g.catch_up_rdf()
-        res = workers.run(QueryRequest("sparql", query, version=g.view_version,
-                                       timeout_s=settings.query_timeout_s,
-                                       max_rows=settings.query_max_rows))
-        graph = res.columns == ["s", "p", "o"] and "CONSTRUCT" in query.upper() or \
-            "DESCRIBE" in query.upper()
-        mime = negotiate_ask(res, accept, graph)
-        return Response(sparql_protocol.serialise(res, mime), media_type=mime,
-                        headers={"X-AutoCNC-Truncated": str(res.truncated).lower()})
-
-    def negotiate_ask(res: Any, accept: str | None, graph: bool) -> str:
-        if res.columns == ["ask"]:
-            return sparql_protocol.JSON
-        return sparql_protocol.negotiate(accept, graph=graph)
-
-    @app.get("/v1/sparql", tags=["query"])
-    def sparql_get(query: str | None = None, accept: str | None = Header(None),
-                   g: KnowledgeGraph = Depends(kg),
-                   workers: QueryWorkers = Depends(queries)) -> Response:
-        """SPARQL 1.1 Protocol, query via GET ``?query=``. Results as
-        application/sparql-results+json (default), text/csv or text/tab-separated-values.
-        A query past its time limit is stopped with 504, one past its memory limit with
-        503."""
-        return _sparql(query, accept, g, workers)
-
-    @app.post("/v1/sparql", tags=["query"])
-    async def sparql_post(request: Request, accept: str | None = Header(None),
-                          g: KnowledgeGraph = Depends(kg),
-                          workers: QueryWorkers = Depends(queries)) -> Response:
-        """SPARQL 1.1 Protocol, query via POST: form field ``query`` or an
-        ``application/sparql-query`` body."""
-        from fastapi.concurrency import run_in_threadpool
-
-        ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype == "application/sparql-query":
-            try:
-                query = (await request.body()).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise HTTPException(400, f"the query is not UTF-8 text: {exc}") from None
-        elif ctype == "application/x-www-form-urlencoded":
-            query = str((await request.form()).get("query") or "")
-        else:
-            raise HTTPException(415, "use application/sparql-query or a form field 'query'")
-        return await run_in_threadpool(_sparql, query, accept, g, workers)
+    add_query_routes(app, settings, kg, lambda: running()["queries"])
 
     @app.post("/v1/facts", tags=["ingest"], dependencies=[Depends(writer)])
     def post_facts(doc: dict[str, Any], g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:

@@ -340,7 +340,10 @@ class _Handles:
 
     def _handle(self, kind: str, version: int | None) -> Any:
         current = self._open.get(kind)
-        if current is not None and (version is None or current[0] == version):
+        # a handle that reads live data (Neo4j) never needs reopening; a read-only handle
+        # of a file store (LadybugDB, Oxigraph) sees the data as of its opening
+        if current is not None and (version is None or current[0] == version
+                                    or not getattr(current[1], "snapshot_reads", True)):
             return current[1]
         if current is not None:
             current[1].close()

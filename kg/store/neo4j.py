@@ -68,6 +68,7 @@ class Neo4jStore:
     """GraphStore on Neo4j. Build it with :meth:`connect`."""
 
     name = "neo4j"
+    snapshot_reads = False  # every session reads the live database
 
     def __init__(self, driver: Any, database: str, onto: Ontology, shapes: ShapeSet,
                  schema: StoreSchema) -> None:
