@@ -185,7 +185,8 @@ def create_app(settings: Settings, *, url: str | None = None,
         if (prometheus := state.pop("prometheus", None)) is not None:
             prometheus.close()
         if "kg" in state:
-            state.pop("kg").close()
+            with guard:  # a write still in flight (its request was given up) ends first
+                state.pop("kg").close()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

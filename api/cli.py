@@ -226,6 +226,9 @@ def status() -> None:
         kg.close()
 
 
+SHUTDOWN_GRACE_S = 10
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="bind address; non-loopback needs "
@@ -241,8 +244,10 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and not s.api_token:
         raise ConfigError(f"binding {host} exposes the API: set AUTOCNC_API_TOKEN first")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    # On SIGTERM, requests still running after SHUTDOWN_GRACE_S are given up (a query's
+    # worker is then stopped; a write finishes before the stores close).
     uvicorn.run(create_app(s, url=url, serve_while_starting=True), host=host, port=port,
-                log_level="info")
+                log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 @app.command()
