@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -296,26 +297,35 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     conn = Connection(fd)
     try:
+        _serve(conn)
+    except (EOFError, OSError):  # the server closed the connection: it is done with us
+        return
+
+
+def _serve(conn: Connection) -> None:
+    try:
         settings = Settings.model_validate(conn.recv())
         handles = _Handles(settings)
+    except (EOFError, OSError):
+        raise
     except Exception as exc:  # noqa: BLE001 - reported to the server, which logs it
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", os.getpid()))
     while True:
+        req: QueryRequest = conn.recv()
         try:
-            req: QueryRequest = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            res = handles.run(req)
-            conn.send(("ok", res))
+            reply: tuple[Any, ...] = ("ok", handles.run(req))
         except AutoCNCError as exc:
-            conn.send(("error", type(exc).__name__, str(exc)))
+            reply = ("error", type(exc).__name__, str(exc))
         except MemoryError as exc:
-            conn.send(("error", "QueryOverMemory", f"the query ran out of memory: {exc}"))
+            reply = ("error", "QueryOverMemory", f"the query ran out of memory: {exc}")
         except Exception as exc:  # noqa: BLE001 - an engine error is the query's answer
-            conn.send(("error", "QueryError", f"{type(exc).__name__}: {exc}"))
+            reply = ("error", "QueryError", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (pickle.PicklingError, TypeError, ValueError, AttributeError) as exc:
+            conn.send(("error", "QueryError", f"the result cannot be sent: {exc}"))
 
 
 class _Handles:
