@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,15 +99,22 @@ def main() -> None:
         subprocess.run([autocnc, "ingest", "topology", str(DATA / "topology" / folder),
                         "--scope", scope, "--json", "--allow-rejects"], env=env, check=True,
                        capture_output=True)
+    try:
+        run(env, args.seconds)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run(env: dict[str, str], seconds: float) -> None:
     with running_server(env) as base:
         quads = httpx.get(f"{base}/v1/sparql", params={
             "query": "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"}).json()
         print(f"RDF view: {quads['results']['bindings'][0]['n']['value']} quads; "
-              f"query_timeout_s = {args.seconds:g}")
+              f"query_timeout_s = {seconds:g}")
         probe(base, "sparql", lambda: httpx.get(f"{base}/v1/sparql", params={"query": SPARQL},
-                                                timeout=args.seconds + 60))
+                                                timeout=seconds + 60))
         probe(base, "cypher", lambda: httpx.post(f"{base}/v1/cypher", json={"query": CYPHER},
-                                                 timeout=args.seconds + 60))
+                                                 timeout=seconds + 60))
         worker_costs(base)
 
 
