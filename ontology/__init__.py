@@ -111,7 +111,7 @@ def load_ontology(path: Path | None = None) -> Ontology:
     import rdflib
     from rdflib.namespace import OWL, RDF, RDFS
 
-    from kg.errors import OntologyError
+    from ontology.errors import OntologyError
 
     path = path or ONTOLOGY_DIR / "cnc.ttl"
     graph = rdflib.Graph()

@@ -17,8 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kg.errors import FactError, OntologyError
 from ontology import ONTOLOGY_DIR, Ontology
+from ontology.errors import FactError, OntologyError
 from ontology.iri import CNC
 
 SH = "http://www.w3.org/ns/shacl#"

@@ -10,8 +10,9 @@ than the dependency itself), and a linear head over the convolved and the raw fe
 gives a logit per candidate. Training is listwise: a softmax over the candidates of an
 incident, cross-entropy on the confirmed root cause(s).
 
-Labelled cases come from confirmed root causes in feedback (:func:`feedback_cases`: the
-incident's symptoms are analysed again to get its candidates) and from labelled benchmark
+Labelled cases come from confirmed root causes in feedback
+(:func:`reasoning.rca.train.feedback_cases`: the incident's symptoms are analysed again to
+get its candidates) and from labelled benchmark
 cases the caller builds with :func:`case_from_candidates` — the train split of the RCA
 benchmark only, never its test split. :func:`gnn_scores` is the score RCA fuses as its
 ``gnn`` signal (:mod:`reasoning.rca.learned`); it is off by default because the measured
@@ -244,39 +245,6 @@ def train_gnn(cases: Sequence[LabelledCase], onto: Ontology, *,
 
 
 # -- cases from feedback, and the signal for RCA -----------------------------------------------
-
-def feedback_cases(kg: KnowledgeGraph, max_candidates: int = 50) -> tuple[list[LabelledCase],
-                                                                          int]:
-    """Cases of incidents whose root cause was confirmed in feedback: their symptoms are
-    analysed again; returns the cases and how many incidents had no usable analysis."""
-    from reasoning.rca import RCAConfig, RCAService
-    from reasoning.rca.learned import LearnedSettings
-    from reasoning.recommend.feedback import confirmed_root_causes
-
-    # base signals only: the GNN learns from the weighted-signal ranker's signals (its
-    # features), not from its own
-    svc = RCAService(kg, config=RCAConfig(max_candidates=max_candidates),
-                     learned=LearnedSettings(), ranker="signals")
-    cases, missing = [], 0
-    snap = kg.snapshot
-    for incident, (confirmed, _rejected) in sorted(confirmed_root_causes(kg).items()):
-        if not confirmed:
-            continue
-        symptoms = svc.symptoms_of_incident(incident)
-        if not symptoms:
-            missing += 1
-            continue
-        result = svc.analyse(symptoms)
-        cands = [c.entity for c in result.candidates]
-        case = case_from_candidates(snap, cands, {c.entity: c.signals
-                                                  for c in result.candidates},
-                                    truth=sorted(confirmed))
-        if case.positives:
-            cases.append(case)
-        else:
-            missing += 1
-    return cases, missing
-
 
 _LOADED: dict[str, tuple[float, RootCauseGNN]] = {}
 

@@ -68,7 +68,8 @@ def train_models(kg: KnowledgeGraph, models: Sequence[str] = ALL_MODELS, *,
 
 def _train_gnn(kg: KnowledgeGraph, progress: Progress | None,
                lock: AbstractContextManager[Any]) -> dict[str, Any]:
-    from reasoning.embeddings.gnn import feedback_cases, train_gnn
+    from reasoning.embeddings.gnn import train_gnn
+    from reasoning.rca.train import feedback_cases
 
     with lock:
         cases, missing = feedback_cases(kg)

@@ -38,6 +38,7 @@ from scipy.optimize import minimize
 from reasoning.rca.engine import SIGNALS, Candidate, Weights
 
 if TYPE_CHECKING:
+    from kg.graph import KnowledgeGraph
     from ontology import Ontology
     from reasoning.embeddings.gnn import LabelledCase, RootCauseGNN
 
@@ -208,3 +209,37 @@ def validate_gnn(examples: Sequence[Example], cases: Sequence[LabelledCase], ont
         unit += fused_ranks([examples[i]], [cases[i]], w, gnn, 1.0, k)
     return GNNValidation([examples[i].group for i in order], base, fused, unit,
                          round(weight, 6))
+
+
+def feedback_cases(kg: KnowledgeGraph, max_candidates: int = 50) -> tuple[list[LabelledCase],
+                                                                          int]:
+    """Cases of incidents whose root cause was confirmed in feedback: their symptoms are
+    analysed again; returns the cases and how many incidents had no usable analysis."""
+    from reasoning.embeddings.gnn import case_from_candidates
+    from reasoning.rca import RCAConfig, RCAService
+    from reasoning.rca.learned import LearnedSettings
+    from reasoning.recommend.feedback import confirmed_root_causes
+
+    # base signals only: the GNN learns from the weighted-signal ranker's signals (its
+    # features), not from its own
+    svc = RCAService(kg, config=RCAConfig(max_candidates=max_candidates),
+                     learned=LearnedSettings(), ranker="signals")
+    cases, missing = [], 0
+    snap = kg.snapshot
+    for incident, (confirmed, _rejected) in sorted(confirmed_root_causes(kg).items()):
+        if not confirmed:
+            continue
+        symptoms = svc.symptoms_of_incident(incident)
+        if not symptoms:
+            missing += 1
+            continue
+        result = svc.analyse(symptoms)
+        cands = [c.entity for c in result.candidates]
+        case = case_from_candidates(snap, cands, {c.entity: c.signals
+                                                  for c in result.candidates},
+                                    truth=sorted(confirmed))
+        if case.positives:
+            cases.append(case)
+        else:
+            missing += 1
+    return cases, missing
