@@ -56,3 +56,15 @@ def kg(settings: Settings) -> Iterator[KnowledgeGraph]:
         yield graph
     finally:
         graph.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cli_options() -> Iterator[None]:
+    """The CLI keeps its global options (``--data-dir`` ...) in a module dict set by its
+    callback; a test that runs a command app without that callback must not see the options
+    an earlier test's full CLI left there."""
+    from api.cli_context import OPTIONS
+
+    OPTIONS.clear()
+    yield
+    OPTIONS.clear()
