@@ -174,9 +174,9 @@ class TimeSeriesStore:
         final = folder / f"part-{seq:012d}.parquet"
         tmp = folder / f".tmp-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
         pq.write_table(table, tmp, compression="snappy", row_group_size=1 << 20)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync(folder)
+        fsync_path(folder)
         return Part(seq, day, final)
 
     def compact(self) -> int:
@@ -304,7 +304,8 @@ def _day_name(day: int) -> str:
     return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or a folder (a rename in it) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

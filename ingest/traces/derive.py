@@ -187,12 +187,7 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
     parts = []
     for key, by_op in ((service_key, False), (op_key, True)):
         all_k, all_n, _, _ = _grouped(key, self_ns, ())
-        has_self = self_ns >= 0
-        self_k, self_n, self_sum, self_q = _grouped(key[has_self], self_ns[has_self], (0.9,))
-        sat = np.searchsorted(all_k, self_k)
-        self_time = {"mean": _nan(len(all_k)), "p90": _nan(len(all_k))}
-        self_time["mean"][sat] = self_sum / np.maximum(self_n, 1) / 1e9
-        self_time["p90"][sat] = self_q[0.9] / 1e9
+        self_time = _mean_p90(key, self_ns, all_k)
         ent_k, ent_n, ent_sum, ent_q = _grouped(key[entry], (spans.end - spans.start)[entry],
                                                 QUANTILES)
         err_k, err_n = np.unique(key[entry & (spans.status == STATUS_ERROR)],
@@ -207,12 +202,7 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
         lat["mean"][at] = ent_sum / ent_n / 1e9
         for q, values in ent_q.items():
             lat[f"p{round(q * 100)}"][at] = values / 1e9
-        has_gap = gap_ns >= 0
-        gap_k, gap_n, gap_sum, gap_q = _grouped(key[has_gap], gap_ns[has_gap], (0.9,))
-        gat = np.searchsorted(all_k, gap_k)
-        gap = {"mean": _nan(len(all_k)), "p90": _nan(len(all_k))}
-        gap["mean"][gat] = gap_sum / np.maximum(gap_n, 1) / 1e9
-        gap["p90"][gat] = gap_q[0.9] / 1e9
+        gap = _mean_p90(key, gap_ns, all_k)
         rest, bucket_rel = np.divmod(all_k, nb)
         inst, op = np.divmod(rest, n_ops + 1) if by_op else (rest, np.zeros_like(rest))
         parts.append(Cells(inst, op - 1, bucket_rel + b0, all_n, entries, errors, lat,
@@ -227,6 +217,19 @@ def cell_stats(spans: SpanBatch, bucket: np.ndarray, entry: np.ndarray,
                  {k: np.concatenate([a.latency[k], b.latency[k]]) for k in a.latency},
                  {k: np.concatenate([a.self_time[k], b.self_time[k]]) for k in a.self_time},
                  {k: np.concatenate([a.gap[k], b.gap[k]]) for k in a.gap})
+
+
+def _mean_p90(keys: np.ndarray, values_ns: np.ndarray, cells: np.ndarray
+              ) -> dict[str, np.ndarray]:
+    """Mean and p90 in seconds of the values (ns, -1: none) per cell of ``cells`` (sorted
+    keys); NaN for a cell without values."""
+    has = values_ns >= 0
+    k, n, total, q = _grouped(keys[has], values_ns[has], (0.9,))
+    at = np.searchsorted(cells, k)
+    out = {"mean": _nan(len(cells)), "p90": _nan(len(cells))}
+    out["mean"][at] = total / np.maximum(n, 1) / 1e9
+    out["p90"][at] = q[0.9] / 1e9
+    return out
 
 
 def _grouped(keys: np.ndarray, values: np.ndarray, qs: tuple[float, ...]

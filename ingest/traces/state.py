@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from ingest.base import IngestError
 from ingest.traces import derive
 from ingest.traces.spans import Instance, SpanBatch
+from kg.timeseries import fsync_path
 
 STATE_VERSION = 1
 DEFAULT_STEP = 60  # seconds: one-minute buckets
@@ -323,7 +324,7 @@ def _write_part(path: Path, spans: SpanBatch) -> None:
     }).replace_schema_metadata({b"autocnc.trace-state.version": str(STATE_VERSION).encode()})
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
-    _fsync(tmp)
+    fsync_path(tmp)
     os.replace(tmp, path)
 
 
@@ -359,12 +360,4 @@ def _replace(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path.parent)

@@ -44,7 +44,6 @@ from typing import Any
 
 from reasoning.rca.engine import Candidate, Evidence, Symptom, _hypothesis, _path_json
 from reasoning.rca.evidence.collect import (
-    EventEvidence,
     IncidentEvidence,
     LogCount,
     Timing,
@@ -129,11 +128,10 @@ def rank(graph: PropagationGraph, iris: Sequence[str], kinds: Sequence[str],
     for n in sorted(universe):
         members.setdefault(group[n], []).append(n)
     # 3. evidence per entity, lifted to components
-    ev_in = [EventEvidence(e.entity, e.kind, e.at, e.score, e.detail, e.direction,
-                           e.series_id) for e in events]
     stored = {e.iri for e in events}
-    ev_in += [EventEvidence(str(s.entity), "Alert", s.at, 0.0, s.name) for s in located
-              if s.alert is None or s.alert not in stored]  # the symptoms deviate too
+    ev_in = list(events) + [Evidence(str(s.entity), "Alert", s.at, s.alert or "", 0.0, s.name)
+                            for s in located if s.alert is None or s.alert not in stored]
+    # (the symptoms deviate too)
     found = collect({iris[n] for n in universe}, sources, (first, last), reference, ev_in,
                     cfg.judge, cfg.timing, cfg.alert_z, log_counts)
     per_entity = {index[iri]: ev for iri, ev in found.entities.items() if iri in index}

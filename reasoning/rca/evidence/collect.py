@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from reasoning.rca.engine import Evidence
 from reasoning.rca.evidence.judge import JudgeConfig, Verdict, judge
 from reasoning.rca.evidence.kinds import classify
 from reasoning.rca.evidence.origin import EntityEvidence, KindEvidence, timeliness
@@ -54,19 +55,6 @@ class Timing:
             return 1.0
         return timeliness((onset - first).total_seconds(), self.before_s,
                           self.early_scale_s, self.late_scale_s)
-
-
-@dataclass(frozen=True)
-class EventEvidence:
-    """An event about an entity (what :class:`reasoning.rca.engine.Evidence` carries)."""
-
-    entity: str
-    kind: str  # Anomaly | LogEvent | Alert | Alarm
-    at: datetime
-    score: float
-    detail: str
-    direction: str = ""
-    series_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +86,7 @@ class IncidentEvidence:
 
 def collect(entities: Collection[str], sources: Sequence[SeriesSource],
             symptoms: tuple[datetime, datetime], reference: tuple[datetime, datetime] | None,
-            events: Sequence[EventEvidence], judge_cfg: JudgeConfig, timing: Timing,
+            events: Sequence[Evidence], judge_cfg: JudgeConfig, timing: Timing,
             alert_z: float = 10.0, log_counts: Sequence[LogCount] = ()) -> IncidentEvidence:
     """The evidence of ``entities`` for an incident whose symptoms started between
     ``symptoms[0]`` and ``symptoms[1]`` (see the module doc)."""
@@ -173,7 +161,7 @@ def _log_series(entities: Collection[str], counts: Sequence[LogCount]) -> list[S
     return out
 
 
-def _event(ev: EntityEvidence, e: EventEvidence, judged: Collection[str],
+def _event(ev: EntityEvidence, e: Evidence, judged: Collection[str],
            cfg: JudgeConfig, timing: Timing, first: datetime, alert_z: float) -> None:
     weight = timing.weight(e.at, first)
     if e.kind == "Anomaly":
