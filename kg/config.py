@@ -32,6 +32,11 @@ ENV = {
     "prometheus_bearer_token": "AUTOCNC_PROMETHEUS_BEARER_TOKEN",
     "prometheus_username": "AUTOCNC_PROMETHEUS_USERNAME",
     "prometheus_password": "AUTOCNC_PROMETHEUS_PASSWORD",
+    "alertmanager_url": "AUTOCNC_ALERTMANAGER_URL",
+    "alertmanager_scope": "AUTOCNC_ALERTMANAGER_SCOPE",
+    "alertmanager_bearer_token": "AUTOCNC_ALERTMANAGER_BEARER_TOKEN",
+    "alertmanager_username": "AUTOCNC_ALERTMANAGER_USERNAME",
+    "alertmanager_password": "AUTOCNC_ALERTMANAGER_PASSWORD",
 }
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
@@ -96,6 +101,29 @@ class Settings(BaseModel):
     prometheus_bearer_token: str | None = Field(None, repr=False)
     prometheus_username: str | None = Field(None, description="HTTP basic auth user")
     prometheus_password: str | None = Field(None, repr=False, validate_default=True)
+    # -- the operator's Alertmanager, resynced with (docs/ingest/alerts.md) ------------------
+    alertmanager_url: str | None = Field(
+        None, description="base URL of Alertmanager's API (http:// or https://, without "
+                          "/api/v2); None: no resync, alerts come by the webhook only")
+    alertmanager_scope: str | None = Field(
+        None, min_length=1, validate_default=True,
+        description="the scope of the alerts resynced from Alertmanager (as the webhook's "
+                    "?scope=); None: default_scope")
+    alertmanager_resync_s: float = Field(60.0, ge=5, le=86_400,
+                                         description="seconds between two resyncs")
+    alertmanager_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="one resync (reading Alertmanager and writing) at "
+                                        "most; at start-up it waits at most 10 s of it")
+    alertmanager_settle_s: float = Field(
+        120.0, ge=0, le=86_400,
+        description="alerts Alertmanager no longer holds are closed only once it has been up "
+                    "this long (after a restart it holds nothing until Prometheus resends)")
+    alertmanager_receivers: tuple[str, ...] = Field(
+        (), description="Alertmanager receivers that deliver to AutoCNC's webhook; empty: "
+                        "those whose webhook URL ends in /v1/alerts/alertmanager, else all")
+    alertmanager_bearer_token: str | None = Field(None, repr=False)
+    alertmanager_username: str | None = Field(None, description="HTTP basic auth user")
+    alertmanager_password: str | None = Field(None, repr=False, validate_default=True)
 
     @field_validator("neo4j_uri")
     @classmethod
@@ -105,17 +133,30 @@ class Settings(BaseModel):
             raise ValueError("must be a bolt:// or neo4j:// URI")
         return v
 
-    @field_validator("prometheus_url")
+    @field_validator("prometheus_url", "alertmanager_url")
     @classmethod
-    def _http(cls, v: str | None) -> str | None:
+    def _http(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None or not v.strip():
             return None
+        server, api, port = (("Prometheus server", "/api/v1", 9090)
+                             if info.field_name == "prometheus_url" else
+                             ("Alertmanager", "/api/v2", 9093))
         v = v.strip().rstrip("/")
         if not v.startswith(("http://", "https://")) or len(v.split("://", 1)[1]) == 0:
-            raise ValueError("must be an http:// or https:// URL (the Prometheus server, "
-                             "e.g. http://prometheus:9090)")
-        if v.endswith("/api/v1"):
-            raise ValueError("give the server's base URL, without /api/v1")
+            name = server.split()[0].lower()
+            raise ValueError(f"must be an http:// or https:// URL (the {server}, "
+                             f"e.g. http://{name}:{port})")
+        if v.endswith(api):
+            raise ValueError(f"give the server's base URL, without {api}")
+        return v
+
+    @field_validator("alertmanager_scope")
+    @classmethod
+    def _resync_scope(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None and info.data.get("alertmanager_url") and \
+                not info.data.get("default_scope"):
+            raise ValueError("alertmanager_url needs the scope its alerts belong to: set "
+                             "alertmanager_scope (or default_scope), as the webhook's ?scope=")
         return v
 
     @field_validator("prometheus_label_map")
@@ -143,6 +184,22 @@ class Settings(BaseModel):
             raise ValueError("basic auth and prometheus_bearer_token exclude each other: "
                              "give one way to authenticate to Prometheus")
         return v
+
+    @field_validator("alertmanager_password")
+    @classmethod
+    def _alertmanager_auth(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not info.data.get("alertmanager_username"):
+            raise ValueError("needs alertmanager_username (HTTP basic auth)")
+        if info.data.get("alertmanager_bearer_token") and (v or info.data.get(
+                "alertmanager_username")):
+            raise ValueError("basic auth and alertmanager_bearer_token exclude each other: "
+                             "give one way to authenticate to Alertmanager")
+        return v
+
+    @property
+    def resync_scope(self) -> str | None:
+        """The scope of the alerts resynced from Alertmanager."""
+        return self.alertmanager_scope or self.default_scope
 
     def store_options(self) -> dict[str, Any]:
         if self.store == "neo4j":
