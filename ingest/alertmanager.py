@@ -11,6 +11,12 @@ and repeats when the same alert fires again later, ``startsAt`` tells the firing
 - resolved: the same occurrence closed: ``alertStatus`` resolved, ``endTime`` and
   ``validTo`` = endsAt. A firing delivery that arrives after the resolved one (a retry out
   of order) does not reopen it; it is counted as ``staleFiring``.
+- the resync with Alertmanager (:mod:`api.alert_resync`) writes through here too: option
+  ``closed_by`` (``resync-missing`` / ``resync-refired``) marks the resolved alerts it closes
+  without Alertmanager's own report (stored as ``closedBy``; a later resolved delivery with
+  the real end time replaces it, and an occurrence already closed is left as it is, counted
+  ``alreadyClosed``); option ``reopen`` lets a firing alert reopen an occurrence (one the
+  resync closed before Alertmanager held the alert again).
 - ``instanceOf`` the AlertDefinition of its rule in the rules' scope (option
   ``rules_scope``, default the scope): among the definitions named by ``alertname`` the one
   whose static labels the alert carries (the most of them). None: no relation, counted as
@@ -45,6 +51,8 @@ from kg.store.base import FactState
 FORMAT = "alertmanager"
 VERSION = "4"
 STATUSES = ("firing", "resolved")
+# how the resync closes an occurrence whose end Alertmanager did not report (option closed_by)
+CLOSED_BY = ("resync-missing", "resync-refired")
 MAX_NOTES = 200  # unresolved alerts listed in the report notes; the count has them all
 _TOP_FIELDS: tuple[tuple[str, type], ...] = (
     ("version", str), ("groupKey", str), ("status", str), ("receiver", str),
@@ -198,7 +206,9 @@ class DefinitionIndex:
         todo = sorted({n for n in names if (scope, n) not in self._found
                        and now - self._missing.get((scope, n), -1e18) > self.negative_ttl_s})
         if todo:
-            rows = self.kg.cypher(self._QUERY, {"scope": scope, "names": todo}).rows
+            # the engine's own read (the writer's connection): an operator query's read-only
+            # handle would be reopened after every write, replaying the store's log
+            rows = self.kg.store.read(self._QUERY, {"scope": scope, "names": todo}).rows
             got: dict[str, list[DefinitionRef]] = {}
             for iri, name, labels in sorted(rows, key=lambda r: r[0]):
                 got.setdefault(name, []).append(DefinitionRef(iri, json.loads(labels or "{}")))
@@ -259,6 +269,11 @@ class AlertmanagerReceiver:
         note = parse_payload(payload)
         if not note.alerts:
             return []
+        closed_by = ctx.options.get("closed_by")
+        if closed_by is not None and closed_by not in CLOSED_BY:
+            raise IngestError(f"option closed_by: {closed_by!r} is not one of "
+                              f"{', '.join(CLOSED_BY)}")
+        reopen = bool(ctx.options.get("reopen"))
         scope = ctx.scope_for(Input(name))
         rules_scope = str(ctx.options.get("rules_scope") or scope)
         occ = [ctx.iri(scope, "Alert", a.key) for a in note.alerts]
@@ -271,8 +286,11 @@ class AlertmanagerReceiver:
         self._learn(occ, pods)
         out = []
         for alert, iri, res, pod in zip(note.alerts, occ, found, pods, strict=True):
-            if alert.status == "firing" and self._closed.get(iri):
+            if alert.status == "firing" and self._closed.get(iri) and not reopen:
                 ctx.report.count("staleFiring")
+                continue
+            if closed_by and alert.status == "resolved" and self._closed.get(iri):
+                ctx.report.count("alreadyClosed")  # its own resolved report came first
                 continue
             if pod is not None:
                 res = self._pods.get(pod[0]) or res
@@ -318,6 +336,7 @@ class AlertmanagerReceiver:
             "name": alert.labels.get("alertname"), "fingerprint": alert.fingerprint,
             "alertStatus": alert.status, "startTime": alert.starts_at,
             "endTime": alert.ends_at if resolved else None, "groupKey": note.group_key,
+            "closedBy": ctx.options.get("closed_by") if resolved else None,
             "severity": alert.labels.get("severity"), "summary": ann.get("summary"),
             "description": ann.get("description"),
             "runbookUrl": url if url and url.startswith(("http://", "https://")) else None,
