@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.alert_receiver import AlertReceiver
+from api.alert_resync import AlertResync, ResyncSchedule
 from api.causal_routes import add_causal_routes
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
@@ -38,6 +39,7 @@ from api.periodic import Periodic
 from api.query_routes import add_query_routes
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
+from api.resync_routes import add_resync_routes
 from api.trace_routes import add_trace_routes
 from ingest import IngestError
 from kg.config import Settings
@@ -162,6 +164,10 @@ def create_app(settings: Settings, *, url: str | None = None,
         ).start()
         state["views"] = ViewSyncer(state["kg"]).start()
         state["queries"] = QueryWorkers(settings).start()
+        if settings.alertmanager_url:  # what Alertmanager holds, reconciled (bounded wait)
+            state["resync"] = ResyncSchedule(
+                AlertResync(state["kg"], settings, state["alerts"].submit),
+                settings.alertmanager_resync_s).start()
         app.state.incidents = state["incidents"]  # for operators' tooling and tests
         startup.phase = "ready"
         log.info("ready in %.1f s", time.monotonic() - startup.since)
@@ -178,7 +184,7 @@ def create_app(settings: Settings, *, url: str | None = None,
     def close_all() -> None:
         if (workers := state.pop("queries", None)) is not None:
             workers.close()
-        for name in ("views", "alerts", "incidents"):
+        for name in ("resync", "views", "alerts", "incidents"):
             if (part := state.pop(name, None)) is not None:
                 part.stop()
         state.pop("rca", None)
@@ -268,6 +274,8 @@ def create_app(settings: Settings, *, url: str | None = None,
                                 headers={"Retry-After": "2"})
         health = state["kg"].health()
         status = "degraded" if health["views"]["rdf"].get("setAside") else "ok"
+        if (resync := state.get("resync")) is not None:
+            health["alertmanagerResync"] = resync.status()
         return JSONResponse({"status": status, **health})
 
     add_query_routes(app, settings, kg, lambda: running()["queries"])
@@ -288,6 +296,7 @@ def create_app(settings: Settings, *, url: str | None = None,
     add_recommend_routes(app, kg, writer, guard)
     add_causal_routes(app, kg, writer, guard)
     add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
+    add_resync_routes(app, kg, writer, lambda: state.get("resync"))
 
     @app.post("/v1/alerts/alertmanager", tags=["ingest"], dependencies=[Depends(writer)])
     async def alertmanager(payload: dict[str, Any], scope: str | None = None,

@@ -373,11 +373,13 @@ def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _register_commands() -> None:
+    from api.alerts_cli import alerts_app
     from api.causal_cli import causal
     from api.recommend_cli import feedback, policies, recommend, train
 
     for command in (recommend, train, feedback, policies, causal):
         app.command()(command)
+    app.add_typer(alerts_app, name="alerts")
 
 
 _register_commands()

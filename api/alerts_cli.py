@@ -1,0 +1,58 @@
+"""``autocnc alerts resync``: reconcile the graph with the alerts Alertmanager holds now.
+
+Through the running server (``POST /v1/alerts/resync``) when it holds the data directory;
+otherwise the CLI opens the stores and writes through the same receiver itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from api.cli_context import http, server, settings
+from kg.errors import ConfigError
+
+alerts_app = typer.Typer(help="Alerts from Alertmanager (the webhook receiver is "
+                              "`autocnc serve`; rule files: `autocnc ingest alerts`).",
+                         no_args_is_help=True)
+console = Console()
+
+
+@alerts_app.command("resync")
+def resync(as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")
+                              ] = False) -> None:
+    """Reconcile the graph with the alerts Alertmanager holds now (setting alertmanager_url,
+    AUTOCNC_ALERTMANAGER_URL): create the firing alerts the graph lacks (joining incidents
+    as delivered ones do), close the occurrences it no longer holds, leave the rest; prints
+    the counts. The server does this on start-up and every alertmanager_resync_s seconds."""
+    s = settings()
+    if (info := server(s)) is not None:  # the server's own settings apply
+        outcome = http(info, "POST", "/v1/alerts/resync").json()
+    elif not s.alertmanager_url:
+        raise ConfigError("the resync needs alertmanager_url (AUTOCNC_ALERTMANAGER_URL) and "
+                          "alertmanager_scope or default_scope")
+    else:
+        from api.alert_resync import resync_locally
+
+        outcome = resync_locally(s)
+    if as_json:
+        sys.stdout.write(json.dumps(outcome, indent=1, default=str) + "\n")
+        return
+    _print(outcome)
+
+
+def _print(outcome: dict[str, Any]) -> None:
+    c, am = outcome["counts"], outcome["alertmanager"]
+    console.print(f"Alertmanager {am['version']}: {am['alerts']} alerts held, "
+                  f"{am['toAutocnc']} routed to AutoCNC (receivers "
+                  f"{', '.join(outcome['receivers']) or 'all'})")
+    console.print(f"created {c['created']}, closed {c['closedMissing']} missing and "
+                  f"{c['closedRefired']} refired, reopened {c['reopened']}, unchanged "
+                  f"{c['unchanged']}, suppressed {c['suppressed']}, deferred {c['deferred']} "
+                  f"in {outcome['durationS']:.2f} s")
+    for problem in outcome["problems"]:
+        console.print(f"[yellow]note:[/yellow] {problem}")
