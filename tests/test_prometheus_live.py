@@ -18,14 +18,10 @@ every second, so a new Alertmanager on the same port gets them at once.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,11 +45,18 @@ from ontology import mint_iri
 from reasoning.rca.evidence.prometheus import PrometheusSeries
 from reasoning.rca.evidence.sources import SeriesData
 from tests.conftest import backend_settings
+from tests.live import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    PROMTOOL,
+    Process,
+    free_port,
+    need,
+    start_alertmanager,
+    start_server,
+    wait_for,
+)
 
-PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "prometheus")
-ALERTMANAGER = os.environ.get("ALERTMANAGER_BIN", "prometheus-alertmanager")
-PROMTOOL = os.environ.get("PROMTOOL_BIN", "promtool")
-AUTOCNC = str(Path(sys.executable).with_name("autocnc"))
 SCOPE = "shop"
 JUMP_AFTER = 4  # scrapes of the app metrics before the latencies jump
 BEFORE = {"frontend": 0.1, "cart": 0.05}
@@ -84,77 +87,6 @@ groups:
 FRONTEND = mint_iri(SCOPE, "Service", "frontend")
 CART = mint_iri(SCOPE, "Service", "cart")
 HOST = mint_iri(SCOPE, "ComputeNode", "localhost")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def need(*binaries: str) -> None:
-    missing = [b for b in binaries if shutil.which(b) is None]
-    if not missing:
-        return
-    why = f"{', '.join(missing)} not installed (bash .ci/prometheus.sh install)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {why}: the live Prometheus tests must run in CI")
-    pytest.skip(why)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 40.0,
-             alive: Callable[[], None] | None = None) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            got = check()
-        except (httpx.TransportError, OSError):
-            got = None
-        if got:
-            return got
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
-@dataclass
-class Process:
-    """A binary started on 127.0.0.1, stopped by its pid."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @classmethod
-    def start(cls, name: str, argv: list[str], log: Path, ready_url: str,
-              env: dict[str, str] | None = None, timeout_s: float = 120.0) -> Process:
-        with log.open("wb") as out:
-            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        proc = cls(name, popen, log)
-        try:
-            wait_for(f"{name} at {ready_url}",
-                     lambda: httpx.get(ready_url, timeout=5).status_code == 200,
-                     timeout_s, proc.check)
-        except BaseException:
-            proc.stop()
-            raise
-        return proc
-
-    def check(self) -> None:
-        if self.popen.poll() is not None:
-            raise AssertionError(f"{self.name} exited ({self.popen.returncode}):\n"
-                                 + self.log.read_text(errors="replace")[-3000:])
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=30)
 
 
 # -- the scrape target -------------------------------------------------------------------------
@@ -389,16 +321,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, stack: Stack
            ) -> Iterator[str]:
     """``autocnc serve`` on the backend of the test's parameter, with prometheus_url set."""
     settings: Settings = backend_settings(request.param, tmp_path / "data")
-    env = {**os.environ, "AUTOCNC_DATA_DIR": str(settings.data_dir),
-           "AUTOCNC_STORE": settings.store, "AUTOCNC_PROMETHEUS_URL": stack.prom_url}
-    if settings.neo4j_uri:
-        env["NEO4J_URI"] = settings.neo4j_uri
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / "config.yaml").write_text("prometheus_step_s: 1\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process.start("autocnc serve", [AUTOCNC, "serve", "--port", str(port)],
-                         tmp_path / "serve.log", f"{url}/healthz", env=env, timeout_s=300)
+    proc, url = start_server(tmp_path, settings, {"AUTOCNC_PROMETHEUS_URL": stack.prom_url},
+                             "prometheus_step_s: 1\n")
     try:
         yield url
     finally:
@@ -407,18 +331,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, stack: Stack
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, stack: Stack, server: str) -> Iterator[Process]:
-    need(ALERTMANAGER)
-    cfg = tmp_path / "alertmanager.yml"
-    cfg.write_text(
+    am, _ = start_alertmanager(tmp_path, (
         "route: {receiver: autocnc, group_by: [alertname], group_wait: 1s, "
         "group_interval: 1s, repeat_interval: 1h}\n"
         "receivers:\n  - name: autocnc\n    webhook_configs: "
-        f'[{{url: "{server}/v1/alerts/alertmanager?scope={SCOPE}", send_resolved: true}}]\n')
-    am = Process.start("alertmanager", [
-        ALERTMANAGER, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am'}",
-        f"--web.listen-address=127.0.0.1:{stack.am_port}", "--cluster.listen-address=",
-        "--log.level=warn"], tmp_path / "alertmanager.log",
-        f"http://127.0.0.1:{stack.am_port}/-/ready")
+        f'[{{url: "{server}/v1/alerts/alertmanager?scope={SCOPE}", send_resolved: true}}]\n'),
+        port=stack.am_port)
     try:
         yield am
     finally:
