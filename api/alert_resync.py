@@ -177,8 +177,8 @@ class AlertResync:
         tree: Route | None
         try:
             tree = routing_tree(config)
-        except RouteConfigError as exc:
-            tree = None
+        except (RouteConfigError, TypeError, ValueError, AttributeError) as exc:
+            tree = None  # a configuration shaped in a way this reader does not know
             problems.append(f"routing tree not read ({exc}): alerts are grouped by the "
                             "group_by labels instead of Alertmanager's group key")
 
