@@ -171,9 +171,10 @@ class AlertResync:
         receivers = list(self.settings.alertmanager_receivers) or sorted(
             webhook_receivers(config))
         if not receivers:
-            problems.append("no receiver of Alertmanager posts to /v1/alerts/alertmanager "
-                            "(or its URLs are masked): every alert it holds is taken; set "
-                            "alertmanager_receivers")
+            why = ("Alertmanager masks its webhook URLs (<secret>)" if "<secret>" in config
+                   else "no receiver of Alertmanager posts to /v1/alerts/alertmanager")
+            problems.append(f"{why}: every alert it holds is taken; set "
+                            "alertmanager_receivers to the receivers that post to AutoCNC")
         tree: Route | None
         try:
             tree = routing_tree(config)

@@ -47,7 +47,8 @@ def resync(as_json: Annotated[bool, typer.Option("--json", help="print the outco
 
 def _print(outcome: dict[str, Any]) -> None:
     c, am = outcome["counts"], outcome["alertmanager"]
-    console.print(f"Alertmanager {am['version']}: {am['alerts']} alerts held, "
+    console.print(f"Alertmanager {am['version'] or '(version unknown)'}: {am['alerts']} "
+                  "alerts held, "
                   f"{am['toAutocnc']} routed to AutoCNC (receivers "
                   f"{', '.join(outcome['receivers']) or 'all'})")
     console.print(f"created {c['created']}, closed {c['closedMissing']} missing and "
