@@ -46,7 +46,7 @@ class Timing:
     ``before_s`` before it on, decaying with ``early_scale_s`` for earlier onsets (a
     condition that predates the incident) and ``late_scale_s`` for later ones."""
 
-    before_s: float = 300.0
+    before_s: float = 180.0
     early_scale_s: float = 120.0
     late_scale_s: float = 600.0
 
