@@ -151,7 +151,8 @@ class GraphStore(Protocol):
 
 @dataclass
 class WritePlan:
-    """Rows to create, rows to rewrite, and keys whose lastSeen alone moves."""
+    """Rows to create, rows to rewrite, and keys whose lastSeen alone moves. A row leaves
+    out the properties it does not have; a rewritten row names those it removes (as None)."""
 
     now: datetime
     create: list[dict[str, Any]] = field(default_factory=list)
@@ -213,7 +214,8 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
             plan.summary.unchanged += 1
             ent_ops.append("t")
         else:
-            plan.update.append(_entity_row(e.iri, state, onto, old.first_seen, now))
+            plan.update.append(_entity_row(e.iri, state, onto, old.first_seen, now)
+                               | _removed(old, state))
             if old.kind != state.kind:
                 plan.kind_changed[e.iri] = (old.kind, state.kind)
             plan.summary.updated += 1
@@ -239,6 +241,7 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
             rel_ops.append("t")
         else:
             row["firstSeen"], row["lastSeen"] = old.first_seen, now
+            row.update(_removed(old, state))
             plan.rel_update.setdefault(r.type, []).append(row)
             plan.summary.relations_updated += 1
             rel_ops.append("u")
@@ -261,6 +264,12 @@ def _merged(fact: Entity | Relation, old: FactState | None) -> FactState:
         valid_from=fact.valid_from or (old.valid_from if old else None),
         valid_to=fact.valid_to,
     )
+
+
+def _removed(old: FactState, state: FactState) -> dict[str, None]:
+    """The properties an update removes, as nulls: an updated row names every column that
+    changes, so a store may rewrite only the columns its rows name."""
+    return dict.fromkeys(old.props.keys() - state.props.keys())
 
 
 def _meta(state: FactState) -> dict[str, Any]:
