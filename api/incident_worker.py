@@ -3,12 +3,14 @@
 The receiver passes the alerts it writes through :meth:`IncidentWorker.assign` and writes
 the incident facts in the same transaction; a background
 thread ticks once a second, asks :func:`reasoning.incidents.should_analyse` for every open
-incident and runs RCA for those that are due (taking the store lock only while it reads the
-evidence and writes the result). Incidents and their RCA results are facts in the graph
-(``Incident`` with ``partOfIncident`` alerts and ``hasResult``), so ``GET /v1/incidents``
-reads them back after a restart too. The grouping state is in memory; :meth:`restore`
-(called when the worker starts) rebuilds it from the open incidents in the graph, so after a
-restart alerts keep joining the incidents they belonged to.
+incident and runs RCA for those that are due: the analysis holds the analytic snapshot
+steady (:meth:`kg.graph.KnowledgeGraph.holding_snapshot`), not the writer's lock, which it
+takes only to write the result, so intake never waits for an analysis. Incidents and
+their RCA results are facts in the graph (``Incident`` with ``partOfIncident`` alerts and
+``hasResult``), so ``GET /v1/incidents`` reads them back after a restart too. The grouping
+state is in memory; :meth:`restore` (called when the worker starts) rebuilds it from the
+open incidents in the graph, so after a restart alerts keep joining the incidents they
+belonged to.
 """
 
 from __future__ import annotations
@@ -179,8 +181,11 @@ class IncidentWorker:
                                 dict(a.labels)) for a in firing]
             if not symptoms:
                 continue
-            with self.guard:
+            # the analysis holds the snapshot, not the writer's lock: alerts keep landing
+            # meanwhile (they join the next analysis); only its result is a write
+            with self.kg.holding_snapshot():
                 result = self.rca.analyse(symptoms)
+            with self.guard:
                 self.rca.store(result, scope=self.scopes.get(inc.key, "default"),
                                incident=self.iri(inc.key))
                 inc.analysed_at, inc.analysed_alerts = now, len(inc.alerts)

@@ -80,7 +80,8 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
             raise HTTPException(422, "scope: alerts need the scope their labels belong to")
 
         def work() -> str:
-            with guard:
+            # reads the snapshot held steady, not the writer's lock: intake goes on
+            with svc.kg.holding_snapshot():
                 if req.alerts is not None:
                     symptoms = svc.symptoms_from_alerts(req.alerts, str(req.scope))
                 elif req.incident is not None:
@@ -94,9 +95,9 @@ def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
                 ref = (req.reference.start, req.reference.end) if req.reference else None
                 result = svc.analyse(symptoms, reference=ref,
                                      limit=None if req.limit == "all" else int(req.limit))
-                if req.store:
-                    svc.store(result, scope=req.scope or "default",
-                              incident=req.incident)
+            if req.store:
+                with guard:
+                    svc.store(result, scope=req.scope or "default", incident=req.incident)
             # encoded here: FastAPI's generic encoder took ~12 ms on a 50-alert result
             return json.dumps(result.to_json())
 

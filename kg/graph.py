@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,10 @@ class KnowledgeGraph:
     _rdf_behind: bool = False  # this process wrote since the RDF view last caught up
     last_write: float = 0.0  # time.monotonic() of this process's last write
     _rdf_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Readers of the snapshot (RCA) hold it steady with this; writers refresh it only when
+    # they can take it at once (see holding_snapshot).
+    _snapshot_lock: threading.RLock = field(default_factory=threading.RLock)
+    _holds: int = 0  # holding_snapshot() blocks entered by the thread holding the lock
     # The writer's change-log head, kept here so that health() reads no store: /healthz
     # must answer while a long write holds the store (nothing else writes the directory).
     _head: int | None = None
@@ -109,7 +115,16 @@ class KnowledgeGraph:
 
     def _refresh_snapshot(self) -> None:
         if self._snapshot is not None:
-            self._snapshot.refresh(self.store)
+            # a reader holding the snapshot (an analysis) keeps it: this write leaves it
+            # behind, and the next reader catches it up, rather than waiting for the reader
+            if not self._snapshot_lock.acquire(blocking=False):
+                return
+            try:
+                if self._holds:
+                    return
+                self._snapshot.refresh(self.store)
+            finally:
+                self._snapshot_lock.release()
         self._synced = self.lock is not None
 
     @property
@@ -138,11 +153,28 @@ class KnowledgeGraph:
 
     @property
     def snapshot(self) -> AnalyticSnapshot:
-        if self._snapshot is None:
-            self._snapshot = AnalyticSnapshot.build(self.store)
-        elif not self._synced:
-            self._snapshot.refresh(self.store)
-        return self._snapshot
+        """The analytic snapshot, caught up with the change log (as it was when the
+        enclosing :meth:`holding_snapshot` began, inside one)."""
+        with self._snapshot_lock:
+            if self._snapshot is None:
+                self._snapshot = AnalyticSnapshot.build(self.store)
+            elif not self._synced and not self._holds:
+                self._snapshot.refresh(self.store)
+            return self._snapshot
+
+    @contextmanager
+    def holding_snapshot(self) -> Iterator[AnalyticSnapshot]:
+        """The snapshot caught up, then held steady until the block ends: writes go on
+        meanwhile (they leave it behind rather than wait), so an analysis that reads it
+        never holds the writers. Another thread that wants the snapshot waits."""
+        with self._snapshot_lock:
+            snap = self.snapshot
+            self._holds += 1
+            try:
+                yield snap
+            finally:
+                self._holds -= 1
+
 
     def reindex(self) -> None:
         """Rebuild every derived view from the graph store (replay from zero)."""
@@ -152,7 +184,8 @@ class KnowledgeGraph:
                 self.view.rebuild(self.store)
                 self._rdf_behind = False
                 self.view_version += 1
-            self._snapshot = None
+            with self._snapshot_lock:  # an analysis in progress finishes on the old one
+                self._snapshot = None
             if self.lock is not None:
                 self._head = self.store.head()
         finally:
