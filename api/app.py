@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from api.alert_receiver import AlertReceiver
 from api.alert_resync import AlertResync, ResyncSchedule
 from api.causal_routes import add_causal_routes
+from api.checkpoints import Checkpointer, CheckpointPolicy
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
 from api.limits import BodyLimit, json_safe
@@ -163,6 +164,8 @@ def create_app(settings: Settings, *, url: str | None = None,
             incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
         ).start()
         state["views"] = ViewSyncer(state["kg"]).start()
+        state["checkpoints"] = Checkpointer(state["kg"], CheckpointPolicy(
+            log_bytes=settings.checkpoint_log_mb << 20)).start()
         state["queries"] = QueryWorkers(settings).start()
         if settings.alertmanager_url:  # what Alertmanager holds, reconciled (bounded wait)
             state["resync"] = ResyncSchedule(
@@ -184,7 +187,7 @@ def create_app(settings: Settings, *, url: str | None = None,
     def close_all() -> None:
         if (workers := state.pop("queries", None)) is not None:
             workers.close()
-        for name in ("resync", "views", "alerts", "incidents"):
+        for name in ("resync", "views", "checkpoints", "alerts", "incidents"):
             if (part := state.pop(name, None)) is not None:
                 part.stop()
         state.pop("rca", None)

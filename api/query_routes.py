@@ -48,7 +48,7 @@ def add_query_routes(app: FastAPI, settings: Settings, kg: Callable[[], Knowledg
         """Run a read-only Cypher query. Writes, LOAD CSV / LOAD FROM, COPY, INSTALL and
         CALL outside the allowlist are refused with 403; syntax errors give 400; a query
         past its time limit is stopped with 504, one past its memory limit with 503."""
-        res = workers.run(QueryRequest("cypher", req.query, req.parameters, g.graph_version,
+        res = workers.run(QueryRequest("cypher", req.query, req.parameters, g.read_version,
                                        settings.query_timeout_s, settings.query_max_rows))
         return CypherResponse(columns=res.columns, rows=res.rows, truncated=res.truncated)
 

@@ -78,6 +78,11 @@ class Settings(BaseModel):
         None, min_length=1,
         description="the scope of an Alertmanager webhook call without ?scope=; None: such "
                     "a call gets 422")
+    checkpoint_log_mb: int = Field(
+        64, ge=1, le=4096,
+        description="embedded store: `autocnc serve` checkpoints once the write-ahead log "
+                    "passes this, even while writes go on (else soon after they pause); a "
+                    "restart after a crash replays at most about this much")
     # -- the operator's Prometheus, asked per incident (docs/prometheus.md) ----------------
     prometheus_url: str | None = Field(
         None, description="base URL of the Prometheus HTTP API (http:// or https://, without "

@@ -12,6 +12,9 @@ when writes pause) or ``close`` applies every change since in one round, through
 loader when the round is big. Converting each small write to RDF on its own doubled the cost
 of every write; the view still never misses a change (it works from the change log and its
 watermark, and ``/healthz`` shows its lag).
+
+:meth:`KnowledgeGraph.checkpoint` folds the embedded store's write-ahead log into its files
+(the server calls it, see ``api.checkpoints``), so a restart after a crash replays little.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from kg.facts import FactBatch, check_values
 from kg.lock import WriterLock
 from kg.rdf_view import RdfView
 from kg.snapshot import AnalyticSnapshot
-from kg.store import GraphStore, QueryResult, WriteSummary, open_store
+from kg.store import Checkpointing, GraphStore, QueryResult, WriteSummary, open_store
 from ontology import Ontology, load_ontology
 
 
@@ -58,6 +61,8 @@ class KnowledgeGraph:
     # workers reopen their read-only view when it moved (kg.query.workers).
     view_version: int = 0
     rebuilding: bool = False  # reindex() is replacing the views (not ready, see /readyz)
+    checkpoints: int = 0  # checkpoints this process made (see checkpoint())
+    checkpoint_s: float | None = None  # how long the last one took
 
     @classmethod
     def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None
@@ -102,6 +107,32 @@ class KnowledgeGraph:
     def graph_version(self) -> int:
         """The change-log head as this process knows it (moves with every write)."""
         return self._head if self._head is not None else self.store.head()
+
+    @property
+    def read_version(self) -> int:
+        """Moves with every write and every checkpoint, which both change the files that a
+        read-only handle of the store reads: query workers reopen theirs when it moved."""
+        return self.graph_version + self.checkpoints
+
+    def log_bytes(self) -> int | None:
+        """The size of the store's write-ahead log; None for a store that keeps none here."""
+        return self.store.log_bytes() if isinstance(self.store, Checkpointing) else None
+
+    def checkpoint(self) -> bool:
+        """Fold the store's write-ahead log into its files, so that a restart after a crash
+        replays little, first dropping the change-log payloads that every view of this
+        process has applied. Only the writer; False for a store that checkpoints on its own
+        (Neo4j). Waits for a write in progress, and holds the next one meanwhile."""
+        if self.lock is None or not isinstance(self.store, Checkpointing):
+            return False
+        applied = self.view.watermark
+        if self._snapshot is not None:
+            applied = min(applied, self._snapshot.watermark)
+        t = time.perf_counter()
+        self.store.checkpoint(applied)
+        self.checkpoint_s = time.perf_counter() - t
+        self.checkpoints += 1
+        return True
 
     def _after_write(self) -> None:
         self._rdf_behind = True
@@ -175,7 +206,6 @@ class KnowledgeGraph:
             finally:
                 self._holds -= 1
 
-
     def reindex(self) -> None:
         """Rebuild every derived view from the graph store (replay from zero)."""
         self.rebuilding = True
@@ -193,7 +223,8 @@ class KnowledgeGraph:
 
     def health(self) -> dict[str, Any]:
         """The change-log head and each view's watermark and lag; what the RDF view set
-        aside. The writer answers from memory, without waiting for the store."""
+        aside; the size of the store's write-ahead log and the checkpoints made (embedded
+        store). The writer answers from memory, without waiting for the store."""
         head = self.graph_version
         mark = self.view.watermark
         rdf: dict[str, Any] = {"watermark": mark, "lag": max(0, head - mark)}
@@ -205,8 +236,12 @@ class KnowledgeGraph:
         if self._snapshot is not None:
             views["snapshot"] = {"watermark": self._snapshot.watermark,
                                  "lag": max(0, head - self._snapshot.watermark)}
-        return {"store": self.settings.store, "changeLogHead": head, "views": views,
-                "ontologyVersion": self.onto.version}
+        out = {"store": self.settings.store, "changeLogHead": head, "views": views,
+               "ontologyVersion": self.onto.version}
+        if (size := self.log_bytes()) is not None:  # a file's size: no store is asked
+            out["writeAheadLog"] = {"bytes": size, "checkpoints": self.checkpoints,
+                                    "lastCheckpointSeconds": self.checkpoint_s}
+        return out
 
     def cypher(self, query: str, params: dict[str, Any] | None = None, *,
                write: bool = False) -> QueryResult:

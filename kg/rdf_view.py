@@ -283,7 +283,7 @@ class RdfView:
             entries = graph.changes(self.watermark, limit=limit)
             if not entries:
                 return applied
-            if any("rawCypher" in e.batch for e in entries):
+            if any(e.opaque for e in entries):
                 self.rebuild(graph)
                 return applied + len(entries)
             plan, round_entries = _RoundPlan(), []

@@ -70,7 +70,7 @@ class AnalyticSnapshot:
         """Catch up with the change log; returns the number of changes applied."""
         applied = 0
         while entries := graph.changes(self.watermark, limit=limit):
-            if any("rawCypher" in e.batch for e in entries):
+            if any(e.opaque for e in entries):
                 fresh = AnalyticSnapshot.build(graph)
                 self.__dict__.update(fresh.__dict__)
                 return applied + len(entries)

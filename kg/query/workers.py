@@ -11,14 +11,14 @@ transaction timeout, the row cap and the timeout between rows of the RDF view.
 
 Each worker opens the stores read-only: LadybugDB's read-only database handle, Oxigraph's
 ``Store.read_only`` and a Neo4j driver with read transactions. A read-only handle sees the
-data as of its opening, so the server passes a version with every query (the change-log
-head for LadybugDB, a counter of view changes for Oxigraph) and the worker reopens a
-handle whose version moved (measured on the demo graph: about 0.1 s for Oxigraph and
-0.15 s for LadybugDB; docs in README "HTTP API"). Oxigraph calls a read-only store opened
-while another process writes "undefined behaviour": the writer only appends to it and the
-worker reads a snapshot as of its opening, but a compaction may remove a file under a long
-query, which then fails with an error (and a worker that crashes is replaced); it never
-affects the writer's store.
+data as of its opening, so the server passes a version with every query (for LadybugDB one
+that moves with each write and each checkpoint, a counter of view changes for Oxigraph) and
+the worker reopens a handle whose version moved (measured on the demo graph: about 0.1 s
+for Oxigraph and 0.15 s for LadybugDB; docs in README "HTTP API"). Oxigraph calls a
+read-only store opened while another process writes "undefined behaviour": the writer only
+appends to it and the worker reads a snapshot as of its opening, but a compaction may
+remove a file under a long query, which then fails with an error (and a worker that
+crashes is replaced); it never affects the writer's store.
 
 Up to ``query_workers`` queries run at once, each in its own process; another waits up to
 :data:`QUEUE_WAIT_S`, then gets :class:`~kg.errors.QueryWorkersBusy` (503). One worker is
@@ -339,7 +339,7 @@ class _Handles:
         self._open: dict[str, tuple[int | None, Any]] = {}
 
     def run(self, req: QueryRequest) -> QueryResult:
-        handle = self._handle(req.kind, req.version)
+        handle = self._handle(req.kind, req.version, time.monotonic() + req.timeout_s)
         if req.kind == "sparql":
             res: QueryResult = handle.query(req.query, timeout_s=req.timeout_s,
                                             max_rows=req.max_rows, terms=True)
@@ -348,7 +348,7 @@ class _Handles:
                                max_rows=req.max_rows)
         return res
 
-    def _handle(self, kind: str, version: int | None) -> Any:
+    def _handle(self, kind: str, version: int | None, until: float) -> Any:
         current = self._open.get(kind)
         # a handle that reads live data (Neo4j) never needs reopening; a read-only handle
         # of a file store (LadybugDB, Oxigraph) sees the data as of its opening
@@ -358,12 +358,18 @@ class _Handles:
         if current is not None:
             current[1].close()
             del self._open[kind]
-        for attempt in (1, 2):  # a writer's compaction may race the opening: once more
+        tries = 0
+        while True:
             try:
                 handle = self._connect(kind)
                 break
-            except (OSError, StoreUnavailable):
-                if attempt == 2:
+            except (OSError, StoreUnavailable) as exc:
+                # a writer's compaction may race the opening (once more), and LadybugDB
+                # refuses read-only handles while the writer checkpoints (wait, within the
+                # query's time, until it is done)
+                tries += 1
+                checkpointing = _RECOVERY in str(exc) and time.monotonic() < until
+                if tries >= 2 and not checkpointing:
                     raise
                 time.sleep(0.05)
         self._open[kind] = (version, handle)
@@ -378,6 +384,9 @@ class _Handles:
         from kg.store import open_store
 
         return open_store(s.store, onto=self.onto, read_only=True, **s.store_options())
+
+
+_RECOVERY = "checkpoint recovery is pending"  # LadybugDB, while the writer checkpoints
 
 
 def _die_with_parent() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from kg.errors import ConfigError
 from kg.store.base import (
     ChangeEntry,
+    Checkpointing,
     FactState,
     GraphStore,
     QueryResult,
@@ -19,8 +20,8 @@ from kg.store.base import (
     WriteSummary,
 )
 
-__all__ = ["ChangeEntry", "FactState", "GraphStore", "QueryResult", "RelKey", "WriteSummary",
-           "available_stores", "open_store"]
+__all__ = ["ChangeEntry", "Checkpointing", "FactState", "GraphStore", "QueryResult", "RelKey",
+           "WriteSummary", "available_stores", "open_store"]
 
 _BUILTIN = {"embedded": "kg.store.embedded:LadybugStore", "neo4j": "kg.store.neo4j:Neo4jStore"}
 

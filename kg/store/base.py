@@ -21,6 +21,7 @@ from ontology import Ontology
 from ontology.shapes import ShapeSet
 
 RelKey = tuple[str, str, str]  # (type, start iri, end iri)
+COMPACTED = "compacted"  # the batch key of a change-log entry whose payload was dropped
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ class ChangeEntry:
     seq: int
     at: datetime
     batch: dict[str, Any]
+
+    @property
+    def opaque(self) -> bool:
+        """The entry does not say what changed: a raw Cypher write, or an entry whose payload
+        was dropped once every view had applied it (see :class:`Checkpointing`). A view that
+        still needs it rebuilds from the store."""
+        return "rawCypher" in self.batch or COMPACTED in self.batch
 
     def ops(self) -> tuple[str | None, str | None]:
         """Per entity and per relation of the batch: ``c`` created, ``u`` updated, ``t``
@@ -147,6 +155,23 @@ class GraphStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Checkpointing(Protocol):
+    """A store that logs writes ahead and folds the log into its files on a checkpoint
+    (LadybugDB). A crash replays the log on the next open, so the server checkpoints
+    while it runs: the log stays small and a restart quick. Neo4j checkpoints itself."""
+
+    def log_bytes(self) -> int:
+        """The size of the write-ahead log now."""
+        ...
+
+    def checkpoint(self, applied: int) -> None:
+        """Fold the log into the database. The payloads of change-log entries up to
+        ``applied`` (every view has them) may be dropped first: they are what a checkpoint
+        rewrites, at a cost that grows with the log."""
+        ...
 
 
 @dataclass

@@ -14,9 +14,11 @@ so the engine itself refuses writes.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,15 @@ from kg.errors import FactError, QueryError, QueryOverMemory, QueryTimedOut, Sto
 from kg.facts import FactBatch, now_utc
 from kg.query import cypher_guard
 from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
-from kg.store.base import ChangeEntry, FactState, QueryResult, RelKey, WriteSummary, plan_write
+from kg.store.base import (
+    COMPACTED,
+    ChangeEntry,
+    FactState,
+    QueryResult,
+    RelKey,
+    WriteSummary,
+    plan_write,
+)
 from ontology import Ontology, load_ontology
 from ontology.shapes import ShapeSet, load_shapes
 
@@ -75,6 +85,7 @@ class LadybugStore:
         self._ro_conn: Any = None
         self._ro_db: Any = None
         self._lock = threading.RLock()  # one connection, used by one thread at a time
+        self._compacted: int | None = None  # change-log payloads dropped up to this seq
 
     @classmethod
     def connect(cls, data_dir: Path, *, read_only: bool = False,
@@ -216,7 +227,7 @@ class LadybugStore:
     def _append_change(self, payload: str, now: datetime) -> int:
         seq = self.head() + 1
         self._run(f"CREATE (:{CHANGELOG_TABLE} {{seq: $seq, at: $at, batch: $batch}})",
-                  {"seq": seq, "at": _naive_utc(now), "batch": payload})
+                  {"seq": seq, "at": _naive_utc(now), "batch": _packed(payload)})
         return seq
 
     def record_raw_write(self, cypher: str) -> int:
@@ -235,6 +246,11 @@ class LadybugStore:
     # -- reading ---------------------------------------------------------------------------
     def fetch(self, iris: Sequence[str], rel_keys: Sequence[RelKey]
               ) -> tuple[dict[str, FactState], dict[RelKey, FactState]]:
+        with self._lock:  # between writes: never inside another thread's write transaction
+            return self._fetch(iris, rel_keys)
+
+    def _fetch(self, iris: Sequence[str], rel_keys: Sequence[RelKey]
+               ) -> tuple[dict[str, FactState], dict[RelKey, FactState]]:
         ents: dict[str, FactState] = {}
         names = frozenset(n for n, _ in self.schema.entity_properties)
         ret = ", ".join(f"n.{n} AS {n}" for n, _ in self.schema.entity_columns)
@@ -322,6 +338,12 @@ class LadybugStore:
                            for r in recs[i:i + chunk]}
 
     def changes(self, after: int, limit: int = 50) -> list[ChangeEntry]:
+        with self._lock:  # between writes: never inside another thread's write transaction
+            rows = self._change_rows(after, limit)
+        return [ChangeEntry(seq, at, json.loads(_unpacked(batch)) if batch is not None else
+                            {COMPACTED: True}) for seq, at, batch in rows]
+
+    def _change_rows(self, after: int, limit: int) -> list[list[Any]]:
         # Sequence numbers are contiguous (each append takes head + 1 inside its write
         # transaction), so the next entries are primary-key lookups; a range scan of the
         # log costs milliseconds per call once it holds big batches, and views call this
@@ -336,11 +358,41 @@ class LadybugStore:
             rows = self._run(f"MATCH (c:{CHANGELOG_TABLE}) WHERE c.seq > $after RETURN c.seq, "
                              f"c.at, c.batch ORDER BY c.seq LIMIT {int(limit)}",
                              {"after": after}).rows
-        return [ChangeEntry(seq, at, json.loads(batch)) for seq, at, batch in rows]
+        return rows
 
     def head(self) -> int:
         res = self._run(f"MATCH (c:{CHANGELOG_TABLE}) RETURN max(c.seq)")
         return int(res.rows[0][0] or 0)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def log_bytes(self) -> int:
+        try:
+            return self._path.with_name(self._path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self, applied: int) -> None:
+        """Drop the payloads of the change-log entries up to ``applied``, then fold the
+        write-ahead log into the database file.
+
+        A checkpoint rewrites the string data of each table it touches whole (LadybugDB
+        0.22): with every batch ever written kept in the change log, each one took ~1 s
+        per 80 MB of payloads, holding every writer; without them it takes milliseconds.
+        The entries stay (their sequence numbers and times), marked compacted."""
+        if self._read_only:
+            raise StoreUnavailable("this store handle is read-only")
+        with self._lock:
+            if self._compacted is None:
+                self._compacted = int(self._run(
+                    f"MATCH (c:{CHANGELOG_TABLE}) WHERE c.batch IS NULL "
+                    "RETURN max(c.seq)").rows[0][0] or 0)
+            if applied > self._compacted:
+                self._run(f"UNWIND range($first, $last) AS s MATCH (c:{CHANGELOG_TABLE} "
+                          "{seq: s}) SET c.batch = NULL",
+                          {"first": self._compacted + 1, "last": applied})
+                self._compacted = applied
+            self._run("CHECKPOINT")
+            self._invalidate_reader()
 
     # -- operator queries ------------------------------------------------------------------
     def query(self, cypher: str, params: Mapping[str, Any] | None = None, *,
@@ -502,6 +554,25 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
         else:
             arrays[name] = pa.array([r.get(name) for r in rows], type=_ARROW[kind])
     return pa.table(arrays)
+
+
+PACKED = "z:"  # a change-log payload stored as base64 of its zlib-compressed JSON
+
+
+def _packed(payload: str) -> str:
+    """A change-log payload as stored: compressed (JSON of alerts shrinks ~5x, base64
+    included). The log's string data is what a checkpoint rewrites, and what the
+    write-ahead log carries for it."""
+    if len(payload) < 1024:
+        return payload
+    return PACKED + base64.b64encode(zlib.compress(payload.encode(), 1)).decode("ascii")
+
+
+def _unpacked(stored: str) -> str:
+    """A payload as written, from either form (entries written before packing are JSON)."""
+    if stored.startswith(PACKED):
+        return zlib.decompress(base64.b64decode(stored[len(PACKED):])).decode()
+    return stored
 
 
 def _named(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]

@@ -112,7 +112,7 @@ class Recommender:
         items = stats = False
         while entries := self.kg.store.changes(after, limit=200):
             for e in entries:
-                if "rawCypher" in e.batch:
+                if e.opaque:
                     return True, True
                 ent_ops, rel_ops = e.ops()
                 ents = e.batch.get("entities", [])
