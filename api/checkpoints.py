@@ -51,12 +51,16 @@ def checkpoint_reason(log_bytes: int, idle_s: float, policy: CheckpointPolicy) -
 
 class Checkpointer:
     """Asks :func:`checkpoint_reason` every ``interval`` seconds and checkpoints the
-    knowledge graph's store when it says so. A store that checkpoints itself (Neo4j) has
-    no log here, and nothing happens."""
+    knowledge graph's store when it says so (a store that checkpoints itself, Neo4j, has
+    no log here). In between, it flushes the RDF view at most every ``flush_s`` seconds
+    while the view changes (it catches up in the background, often long after the writes):
+    Oxigraph replays what it held in memory on the next open, seconds for a storm's view."""
 
     def __init__(self, kg: KnowledgeGraph, policy: CheckpointPolicy, *,
-                 interval: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
-        self.kg, self.policy, self.clock = kg, policy, clock
+                 interval: float = 0.25, flush_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.kg, self.policy, self.clock, self.flush_s = kg, policy, clock, flush_s
+        self._flushed = (kg.view_version, clock())  # the view's version then, and when
         self._ticker = Periodic("checkpoints", interval, self.tick, "autocnc.checkpoints")
 
     def start(self) -> Checkpointer:
@@ -67,14 +71,20 @@ class Checkpointer:
         self._ticker.stop(timeout=60)
 
     def tick(self) -> str | None:
-        """Checkpoint if due; the reason, or None when it was not."""
+        """Checkpoint if due, else flush the view if due; the reason (``"log"``,
+        ``"idle"``, ``"view"``), or None when nothing was."""
+        version, now = self.kg.view_version, self.clock()
         size = self.kg.log_bytes()
-        if size is None:
-            return None
-        reason = checkpoint_reason(size, self.clock() - self.kg.last_write, self.policy)
+        reason = None if size is None else checkpoint_reason(
+            size, now - self.kg.last_write, self.policy)
         if reason is not None:
             t = time.perf_counter()
-            self.kg.checkpoint()
-            log.info("checkpoint (%s): %.1f MiB of log folded in %.2f s", reason, size / MiB,
-                     time.perf_counter() - t)
+            self.kg.checkpoint()  # flushes the view too
+            log.info("checkpoint (%s): %.1f MiB of log folded in %.2f s", reason,
+                     (size or 0) / MiB, time.perf_counter() - t)
+        elif version != self._flushed[0] and now - self._flushed[1] >= self.flush_s:
+            self.kg.view.flush()
+            reason = "view"
+        if reason is not None:
+            self._flushed = (version, now)
         return reason

@@ -2,16 +2,17 @@
 
 ``KnowledgeGraph.open(settings, writer=True)`` takes the single-writer lock on the data
 directory, opens the graph store and the RDF view, and lets the view catch up with the
-change log (so a crash after a graph write is repaired on the next open).
+change log (so a crash after a graph write is repaired on the next open; the server leaves
+that to its background syncer, ``rdf_in_background``).
 ``writer=False`` opens everything read-only and takes no lock.
 
 A write is durable and visible to Cypher and to the analytic snapshot when ``write``
 returns. The RDF view is caught up *lazily*: a write only marks it behind, and the next use
-of ``kg.rdf`` (a SPARQL query), :meth:`KnowledgeGraph.catch_up_rdf` (the server calls it
-when writes pause) or ``close`` applies every change since in one round, through Oxigraph's bulk
-loader when the round is big. Converting each small write to RDF on its own doubled the cost
-of every write; the view still never misses a change (it works from the change log and its
-watermark, and ``/healthz`` shows its lag).
+of ``kg.rdf`` (a SPARQL query), :meth:`KnowledgeGraph.catch_up_rdf` (the server calls it in
+the background, in bounded rounds) or ``close`` applies every change since, many writes per
+round, through Oxigraph's bulk loader when the round is big. Converting each small write to
+RDF on its own doubled the cost of every write; the view still never misses a change (it
+works from the change log and its watermark, and ``/healthz`` shows its lag).
 
 :meth:`KnowledgeGraph.checkpoint` folds the embedded store's write-ahead log into its files
 (the server calls it, see ``api.checkpoints``), so a restart after a crash replays little.
@@ -33,6 +34,8 @@ from kg.rdf_view import RdfView
 from kg.snapshot import AnalyticSnapshot
 from kg.store import Checkpointing, GraphStore, QueryResult, WriteSummary, open_store
 from ontology import Ontology, load_ontology
+
+CLOSE_CATCH_UP_S = 5.0  # close() catches the RDF view up for this long at most
 
 
 @dataclass
@@ -65,8 +68,8 @@ class KnowledgeGraph:
     checkpoint_s: float | None = None  # how long the last one took
 
     @classmethod
-    def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None
-             ) -> KnowledgeGraph:
+    def open(cls, settings: Settings, *, writer: bool = True, url: str | None = None,
+             rdf_in_background: bool = False) -> KnowledgeGraph:
         onto = load_ontology()
         lock = None
         if writer:
@@ -88,7 +91,10 @@ class KnowledgeGraph:
         kg = cls(settings, onto, store, rdf, lock)
         if writer:
             kg._head = store.head()
-            kg.sync()
+            if rdf_in_background:  # the caller catches the view up (the server's syncer)
+                kg._rdf_behind, kg._synced = True, True
+            else:
+                kg.sync()
         return kg
 
     def write(self, batch: FactBatch) -> WriteSummary:
@@ -121,7 +127,8 @@ class KnowledgeGraph:
     def checkpoint(self) -> bool:
         """Fold the store's write-ahead log into its files, so that a restart after a crash
         replays little, first dropping the change-log payloads that every view of this
-        process has applied. Only the writer; False for a store that checkpoints on its own
+        process has applied; then flush the RDF view's memory to its files, for the same
+        reason. Only the writer; False for a store that checkpoints on its own
         (Neo4j). Waits for a write in progress, and holds the next one meanwhile."""
         if self.lock is None or not isinstance(self.store, Checkpointing):
             return False
@@ -131,6 +138,7 @@ class KnowledgeGraph:
         t = time.perf_counter()
         self.store.checkpoint(applied)
         self.checkpoint_s = time.perf_counter() - t
+        self.view.flush()  # the RDF view's own log, likewise replayed after a crash
         self.checkpoints += 1
         return True
 
@@ -169,15 +177,22 @@ class KnowledgeGraph:
     def rdf_behind(self) -> bool:
         return self._rdf_behind
 
-    def catch_up_rdf(self) -> int:
-        """Apply the changes the RDF view has not seen; returns how many were applied."""
+    def catch_up_rdf(self, *, until: float | None = None,
+                     round_facts: int | None = None) -> int:
+        """Apply the changes the RDF view has not seen; returns how many were applied.
+        With ``until`` (a ``time.monotonic()`` deadline), stop after the round of at most
+        ``round_facts`` facts that passes it: the view stays behind (see RdfView.catch_up)."""
         with self._rdf_lock:
             self._rdf_behind = False
             try:
-                applied = self.view.catch_up(self.store)
+                applied = self.view.catch_up(
+                    self.store, until=until,
+                    **({"round_facts": round_facts} if round_facts else {}))
             except BaseException:
                 self._rdf_behind = True
                 raise
+            if until is not None and self.view.watermark < self.graph_version:
+                self._rdf_behind = True  # stopped at the deadline
             if applied:
                 self.view_version += 1
             return applied
@@ -270,7 +285,8 @@ class KnowledgeGraph:
         self._closed = True
         try:
             if self._rdf_behind:  # leave a current view to the processes that open it next
-                self.catch_up_rdf()
+                # (within bounds: what is left, the next writer to open catches up)
+                self.catch_up_rdf(until=time.monotonic() + CLOSE_CATCH_UP_S)
         finally:
             self._close_stores()
 

@@ -183,6 +183,8 @@ class RdfView:
         kinds = {n: p.kind for n, p in onto.datatype_properties.items()}
         kinds.update(dict(FACT_META))
         self._kinds = kinds
+        # the predicates of an entity's class and values (the rest link it to others)
+        self._value_predicates = [_RDF_TYPE, *(ox.NamedNode(CNC + n) for n in kinds)]
         # the N-Quads tails of the inferred quads per class / relation type
         self._type_tails = {n: [f"{_A} <{t}> <{_TYPES_GRAPH.value}> .\n" for t in c.super_iris]
                             for n, c in onto.classes.items()}
@@ -270,15 +272,21 @@ class RdfView:
         self._ox.add(ox.Quad(*SET_ASIDE, _literal("string", json.dumps(record)), META_GRAPH))
 
     # -- catching up -----------------------------------------------------------------------
-    def catch_up(self, graph: GraphStore, *, limit: int = 50) -> int:
+    def catch_up(self, graph: GraphStore, *, limit: int = 50, until: float | None = None,
+                 round_facts: int = ROUND_FACTS) -> int:
         """Apply every change newer than the watermark; returns how many were applied.
 
-        A view derived by another version of the mapping or the ontology is rebuilt first."""
+        A view derived by another version of the mapping or the ontology is rebuilt first.
+        ``until`` (a ``time.monotonic()`` deadline) stops after the round that passes it,
+        the watermark where that round ended; ``round_facts`` bounds a round (then the
+        watermark moves): small rounds let a caller share the CPU with writers."""
         applied = 0
         if not self.current:
             head = graph.head()
             self.rebuild(graph)
             applied = head
+        if until is not None:  # one entry per read: those past the deadline go unused
+            limit = 1
         while True:
             entries = graph.changes(self.watermark, limit=limit)
             if not entries:
@@ -287,18 +295,20 @@ class RdfView:
                 self.rebuild(graph)
                 return applied + len(entries)
             plan, round_entries = _RoundPlan(), []
-            for e in entries:
+            for n, e in enumerate(entries, 1):
                 plan.add(e)
                 round_entries.append(e)
                 # bounded rounds: a backlog of big batches becomes several bulk loads, not
                 # one text of millions of lines held in memory at once
-                if plan.size >= ROUND_FACTS or e is entries[-1]:
+                if plan.size >= round_facts or e is entries[-1]:
                     try:
                         self._apply(graph, plan)
                     except _REFUSED:
                         self._apply_one_by_one(graph, round_entries)
                     self._set_watermark(e.seq)
                     plan, round_entries = _RoundPlan(), []
+                    if until is not None and time.monotonic() >= until:
+                        return applied + n
             applied += len(entries)
 
     def _apply_one_by_one(self, graph: GraphStore, entries: list[ChangeEntry]) -> None:
@@ -339,8 +349,10 @@ class RdfView:
         ents, rels = graph.fetch(iris, keys) if iris or keys else ({}, {})
         for iri in iris:
             subj = ox.NamedNode(iri)
-            for q in list(self._ox.quads_for_pattern(subj, None, None, _DG)):
-                if q.predicate == _RDF_TYPE or isinstance(q.object, ox.Literal):
+            # its class and values, predicate by predicate: all of a subject's quads
+            # include its relations, thousands for an incident that its alerts affect
+            for pred in self._value_predicates:
+                for q in list(self._ox.quads_for_pattern(subj, pred, None, _DG)):
                     self._ox.remove(q)
             for q in list(self._ox.quads_for_pattern(subj, _RDF_TYPE, None, _TYPES_GRAPH)):
                 self._ox.remove(q)
@@ -490,6 +502,12 @@ class RdfView:
             # an exception's traceback would otherwise keep them alive into another thread.
             del result, rows_iter
         return QueryResult(columns, rows, truncated)
+
+    def flush(self) -> None:
+        """Write what Oxigraph holds in memory to its files: a process killed otherwise
+        leaves it to be replayed from Oxigraph's log on the next open (measured: 2.3 s for
+        the view of 10k alerts written during a storm)."""
+        self._ox.flush()
 
     def close(self) -> None:
         """Release the on-disk store (idempotent); Oxigraph syncs on every write."""
