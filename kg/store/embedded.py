@@ -19,12 +19,13 @@ import json
 import os
 import threading
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kg.errors import FactError, QueryError, QueryOverMemory, QueryTimedOut, StoreUnavailable
 from kg.facts import FactBatch, now_utc
@@ -476,11 +477,16 @@ class LadybugStore:
         for name, col in zip(table.column_names, table.columns, strict=True):
             if col.null_count == len(col):
                 continue
-            if pa.types.is_timestamp(col.type):
-                col = col.cast(pa.timestamp("us", tz="UTC"))
-            for rec, v in zip(recs, col.to_pylist(), strict=True):
-                if v is not None:
-                    rec[name] = v
+            rows: Iterable[dict[str, Any]] = recs
+            if col.null_count:  # only the rows that have a value (most columns are sparse)
+                valid = pc.is_valid(col)
+                rows = [recs[i] for i in pc.indices_nonzero(valid).to_pylist()]
+                col = col.filter(valid)
+            values = col.to_pylist()
+            if pa.types.is_timestamp(col.type):  # naive UTC; faster than casting (pytz)
+                values = [v.replace(tzinfo=UTC) for v in values]
+            for rec, v in zip(rows, values, strict=True):
+                rec[name] = v
         return recs
 
     def close(self) -> None:
