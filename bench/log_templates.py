@@ -51,11 +51,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.logparse.clock import Clock  # noqa: E402
+from ingest.logparse.header import SAMPLE, plain_format  # noqa: E402
 from ingest.logparse.lines import (  # noqa: E402
     BadLine,
     HeaderFormat,
     LineFormat,
-    PlainFormat,
     SyslogFormat,
     detect,
 )
@@ -126,7 +126,7 @@ def messages(system: System, header: str) -> list[str]:
     elif detect(system.raw[:100]) == "syslog":
         fmt = SyslogFormat(clock, [])
     else:
-        fmt = PlainFormat(clock, [])
+        fmt = plain_format(system.raw[:SAMPLE], clock, [])
     out = []
     for line in system.raw:
         try:

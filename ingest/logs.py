@@ -31,11 +31,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ingest.base import IngestContext, IngestError, Input, Record, undecodable
 from ingest.logparse.clock import Clock, zone
 from ingest.logparse.counts import LEVEL_NAMES, InputCounts
+from ingest.logparse.header import SAMPLE, plain_format
 from ingest.logparse.lines import (
     JSON_LABELS,
     LEVEL_FIELDS,
@@ -46,12 +54,12 @@ from ingest.logparse.lines import (
     HeaderFormat,
     JsonFormat,
     LineFormat,
-    PlainFormat,
     SyslogFormat,
     detect,
 )
 from ingest.logparse.masking import render
 from ingest.logparse.miner import Change, MinerConfig, MinerStateError, TemplateMiner
+from ingest.logparse.stamps import PatternError, time_format
 from ingest.resolve import Resolution, Resolver
 from kg.facts import Entity, Relation, now_utc, too_long
 
@@ -69,6 +77,7 @@ class LogOptions(BaseModel):
     encoding: str = "utf-8"
     header: str | None = None
     tz: str = "UTC"
+    time_format: str | None = None
     year: int | None = Field(None, ge=1970, le=2100)
     window: int = Field(60, ge=1, le=86_400)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -86,6 +95,14 @@ class LogOptions(BaseModel):
     burst_factor: float = Field(3.0, ge=0)
     rare_max: int = Field(1, ge=0)
     rare_min_lines: int = Field(1000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dashes(cls, v: Any) -> Any:
+        """``time-format`` and ``time_format`` name the same option (CLI ``-o``)."""
+        if isinstance(v, Mapping):
+            return {str(k).replace("-", "_"): x for k, x in v.items()}
+        return v
 
     @field_validator("labels", "labels_from", mode="before")
     @classmethod
@@ -122,6 +139,8 @@ def parse_options(raw: Mapping[str, Any]) -> LogOptions:
         opts = LogOptions.model_validate(dict(raw))
         opts.miner_config()
         zone(opts.tz)
+        if opts.time_format:
+            time_format(opts.time_format)
         if opts.format == "header" and not opts.header:
             raise ValueError("format 'header' needs the option 'header' (a layout such as "
                              "'<Date> <Time> <Level> <Component>: <Content>')")
@@ -131,6 +150,8 @@ def parse_options(raw: Mapping[str, Any]) -> LogOptions:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                              for e in exc.errors())
         raise IngestError(f"logs options: {problems}") from exc
+    except PatternError as exc:
+        raise IngestError(f"logs options: time_format: {exc}") from exc
     except ValueError as exc:
         raise IngestError(f"logs options: {exc}") from exc
     return opts
@@ -179,8 +200,10 @@ def _open_miner(ctx: IngestContext, opts: LogOptions, name: str
 
 def _line_format(opts: LogOptions, inp: Input, clock: Clock) -> LineFormat:
     fmt: str = "header" if opts.header else opts.format
+    sample = list(islice((s for s in inp.lines(opts.encoding, "surrogateescape")
+                          if s.strip()), SAMPLE)) if fmt in ("auto", "plain") else []
     if fmt == "auto":
-        fmt = detect(list(islice(inp.lines(), 100)))
+        fmt = detect(sample[:100])
     fields = {k: ([v] if isinstance(v, str) else v) for k, v in opts.labels_from.items()}
     if fmt == "json":
         labels = {**{k: list(v) for k, v in JSON_LABELS.items()}, **fields}
@@ -197,7 +220,7 @@ def _line_format(opts: LogOptions, inp: Input, clock: Clock) -> LineFormat:
     if fmt == "header":
         assert opts.header is not None
         return HeaderFormat(clock, opts.header, pairs)
-    return PlainFormat(clock, pairs)
+    return plain_format(sample, clock, pairs)
 
 
 def _reference(ctx: IngestContext, inp: Input) -> datetime:
@@ -208,11 +231,13 @@ def _reference(ctx: IngestContext, inp: Input) -> datetime:
 def _ingest_input(ctx: IngestContext, opts: LogOptions, resolver: Resolver,
                   miner: TemplateMiner, path: Path, scope: str, inp: Input) -> None:
     reference = _reference(ctx, inp)
-    clock = Clock(zone(opts.tz), reference, opts.year)
+    clock = Clock(zone(opts.tz), reference, opts.year,
+                  time_format(opts.time_format) if opts.time_format else None)
     fmt = _line_format(opts, inp, clock)
     counts = InputCounts(opts.window)
     last = reference.timestamp()
     untimed = empty = chars = 0
+    bad_times: list[tuple[int, str]] = []
     limit = ctx.kg.settings.max_value_bytes
     parse, mine, count = fmt.parse, miner.add, counts.add  # the hot loop: no lookups
     for n, line in enumerate(inp.lines(opts.encoding, "surrogateescape"), 1):
@@ -233,6 +258,8 @@ def _ingest_input(ctx: IngestContext, opts: LogOptions, resolver: Resolver,
             continue
         if parsed.time is None:
             untimed += 1  # continuation lines (stack traces) take the previous line's time
+            if parsed.time_error is not None:  # kept, flagged and counted, never rejected
+                bad_times.append((n, parsed.time_error))
         else:
             last = parsed.time
         count(parsed.emitter, last, mine(parsed.content, last), parsed.level, n)
@@ -243,8 +270,21 @@ def _ingest_input(ctx: IngestContext, opts: LogOptions, resolver: Resolver,
     report = ctx.report
     report.count("lines", counts.lines)
     report.count("linesWithoutTime", untimed)
+    report.count("linesBadTime", len(bad_times))
     report.count("emptyLines", empty)
+    report.notes.append(_detected(inp.name, fmt.describe(), counts.lines, untimed, bad_times))
     _Writer(ctx, opts, resolver, miner, scope, inp, fmt.name, counts).write(changes)
+
+
+def _detected(name: str, layout: str, lines: int, untimed: int,
+              bad_times: list[tuple[int, str]]) -> str:
+    """The per-input note of what was detected and how many lines have no time."""
+    note = f"{name}: {layout}; {untimed} of {lines} lines without a parsed time"
+    if bad_times:
+        n, why = bad_times[0]
+        note += (f", {len(bad_times)} of them with a time that does not read (first: "
+                 f"{name}:{n}: {why}; kept with the previous line's time)")
+    return note
 
 
 def _not_a_line(line: str, encoding: str, limit: int) -> str | None:

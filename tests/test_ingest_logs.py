@@ -118,23 +118,26 @@ def test_json_lines_resolve_pods_and_bad_lines_are_rejected_with_line(
     path = write_lines(tmp_path / "cart.jsonl", lines)
     report = run_ingest(kg, "logs", [Input.file(path)], scope=SCOPE, as_of=AS_OF)
     where = {r.where: r.reason for r in report.rejected}
-    assert set(where) == {"line 11", "line 22", "line 23", "line 24"}
+    assert set(where) == {"line 11", "line 24"}  # lines 22, 23: kept, for their time only
     assert where["line 11"].startswith("invalid JSON")
-    assert "no timestamp" in where["line 22"] and "not a valid time" in where["line 23"]
     assert where["line 24"] == "not a JSON object"
     assert all(r.file == str(path) for r in report.rejected)
     dead = (kg.settings.data_dir / "dead-letter" / "logs.jsonl").read_text().splitlines()
-    assert [json.loads(d)["where"] for d in dead] == ["line 11", "line 22", "line 23", "line 24"]
-    assert report.counts["lines"] == 31
+    assert [json.loads(d)["where"] for d in dead] == ["line 11", "line 24"]
+    assert report.counts["lines"] == 33
+    assert (report.counts["linesWithoutTime"], report.counts["linesBadTime"]) == (2, 2)
+    note = next(n for n in report.notes if n.startswith(str(path)))
+    assert f"{path}:22: no timestamp" in note, note
     about = rows(kg, "MATCH (e:Entity)-[r:aboutEntity]->(p:Entity {iri: $p}) "
                  "WHERE e.eventKind = 'template-count' RETURN sum(e.count), r.resolution",
                  p=pod)
     assert int(about[0][0]) == 30 and about[0][1] == "exact"
     # the unknown pod: kept with its labels, marked, counted
     ghost = rows(kg, "MATCH (e:Entity) WHERE e.eventKind = 'template-count' "
-                 "AND e.resolution = 'unresolved' RETURN e.labels, e.count")
+                 "AND e.resolution = 'unresolved' AND e.labels IS NOT NULL "
+                 "RETURN e.labels, e.count")
     assert ghost == [['{"namespace": "shop", "pod": "ghost-0"}', 1]]
-    assert report.counts["emittersUnresolved"] == 1
+    assert report.counts["emittersUnresolved"] == 2  # ghost-0 and the two label-less lines
 
 
 def test_binary_undecodable_and_oversized_lines_are_rejected_with_their_line(
@@ -264,8 +267,9 @@ def test_syslog_year_and_zone_rules() -> None:
     assert datetime.fromtimestamp(t, UTC) == datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
     rfc5424 = fmt.parse("<165>1 2026-01-01T10:00:00.5+01:00 h app 1 ID47 - hello")
     assert rfc5424.time == datetime(2026, 1, 1, 9, 0, tzinfo=UTC).timestamp() + 0.5
-    with pytest.raises(BadLine, match="not a valid time"):
-        fmt.parse("Feb 30 10:00:00 h app: x")
+    feb30 = fmt.parse("Feb 30 10:00:00 h app: x")  # kept, flagged: never rejected for its time
+    assert feb30.time is None and "not a valid time" in (feb30.time_error or "")
+    assert feb30.content == "x"
     with pytest.raises(BadLine, match="not a syslog line"):
         fmt.parse("hello world")
 

@@ -62,12 +62,15 @@ class LogLine:
     level: str | None  # debug | info | warning | error | critical
     content: str
     emitter: Emitter
+    time_error: str | None = None  # why a time the line has could not be read (kept)
 
 
 class LineFormat(Protocol):
     name: str
 
     def parse(self, line: str) -> LogLine: ...
+
+    def describe(self) -> str: ...
 
 
 def level_of(word: str | None) -> str | None:
@@ -85,11 +88,12 @@ def _emitter(fields: Mapping[str, Any], labels_from: Sequence[tuple[str, str]]) 
     return tuple(out)
 
 
-def _stamp(clock: Clock, text: str) -> float:
+def _stamp(clock: Clock, text: str) -> tuple[float | None, str | None]:
+    """(time, None), or (None, why) for a stamp that does not read: the line is kept."""
     try:
-        return clock.stamp(text)
+        return clock.stamp(text), None
     except BadTime as exc:
-        raise BadLine(str(exc)) from exc
+        return None, str(exc)
 
 
 # -- syslog ----------------------------------------------------------------------------------
@@ -117,10 +121,14 @@ class SyslogFormat:
             raise BadLine("not a syslog line (RFC 5424 or RFC 3164)")
         g = m.groupdict()
         ts = g["ts"]
-        time = None if ts == "-" else _stamp(self.clock, ts)
+        time, problem = (None, None) if ts == "-" else _stamp(self.clock, ts)
         pri = g["pri"]
         level = SYSLOG_SEVERITY[int(pri) % 8] if pri is not None else None
-        return LogLine(time, level, (g["msg"] or "").strip(), _emitter(g, self.labels_from))
+        return LogLine(time, level, (g["msg"] or "").strip(), _emitter(g, self.labels_from),
+                       problem)
+
+    def describe(self) -> str:
+        return "syslog (RFC 5424 / RFC 3164)"
 
 
 # -- JSON lines ------------------------------------------------------------------------------
@@ -177,16 +185,20 @@ class JsonFormat:
         if not isinstance(msg, str):
             msg = json.dumps(msg, ensure_ascii=False, sort_keys=True)
         raw_time = self._first(obj, self.time)
-        if raw_time is None:
-            raise BadLine(f"no timestamp field (one of {', '.join(self.time)})")
+        time, problem = (None, f"no timestamp field (one of {', '.join(self.time)})") \
+            if raw_time is None else self._time(raw_time)
         level = self._first(obj, self.level)
         labels = []
         for label, paths in self.labels_from.items():
             value = self._first(obj, paths)
             if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
                 labels.append((label, str(value)))
-        return LogLine(self._time(raw_time), level_of(str(level)) if level else None,
-                       msg.strip(), tuple(labels))
+        return LogLine(time, level_of(str(level)) if level else None, msg.strip(),
+                       tuple(labels), problem)
+
+    def describe(self) -> str:
+        fmt = f", time format {self.clock.layout.pattern!r}" if self.clock.layout else ""
+        return f"JSON lines (time from {', '.join(self.time)}{fmt})"
 
     @staticmethod
     def _first(obj: Mapping[str, Any], paths: Sequence[str]) -> Any:
@@ -196,17 +208,17 @@ class JsonFormat:
                 return v
         return None
 
-    def _time(self, raw: Any) -> float:
+    def _time(self, raw: Any) -> tuple[float | None, str | None]:
         try:
             if isinstance(raw, bool):
                 raise BadTime(f"timestamp {raw!r} is not a time")
             if isinstance(raw, int | float):
-                return self.clock.epoch(raw)
+                return self.clock.epoch(raw), None
             if isinstance(raw, str):
-                return self.clock.stamp(raw.strip())
+                return self.clock.stamp(raw.strip()), None
             raise BadTime(f"timestamp {raw!r} is not a string or a number")
         except BadTime as exc:
-            raise BadLine(str(exc)) from exc
+            return None, str(exc)
 
 
 # -- plain lines with a generic header --------------------------------------------------------
@@ -257,13 +269,19 @@ class PlainFormat:
     def parse(self, line: str) -> LogLine:
         m = _TS_HEAD.match(line)
         if m:
-            return self._after_stamp(_stamp(self.clock, m.group("ts")), line[m.end():])
+            time, problem = _stamp(self.clock, m.group("ts"))
+            parsed = self._after_stamp(time, line[m.end():])
+            parsed.time_error = problem
+            return parsed
         anchored = self._level_anchor(line) or self._epoch_anchor(line)
         if anchored is not None:
             return anchored
         return LogLine(None, None, line.strip(), ())
 
-    def _after_stamp(self, time: float, rest: str) -> LogLine:
+    def describe(self) -> str:
+        return "plain, header split per line (no layout learned from the first lines)"
+
+    def _after_stamp(self, time: float | None, rest: str) -> LogLine:
         fields: dict[str, str] = {}
         s = rest.lstrip()
         numeric = 0
@@ -362,12 +380,17 @@ class HeaderFormat:
         if m is None:
             raise BadLine(f"does not match the header layout {self.layout!r}")
         g = m.groupdict()
-        time = None
+        time, problem = None, None
         if self.time_fields:
             text = " ".join((g[f] or "").strip() for f in self.time_fields)
-            time = _stamp(self.clock, text)
+            time, problem = _stamp(self.clock, text)
         return LogLine(time, level_of((g.get("Level") or "").strip()),
-                       (g.get("Content") or "").strip(), _emitter(g, self.labels_from))
+                       (g.get("Content") or "").strip(), _emitter(g, self.labels_from),
+                       problem)
+
+    def describe(self) -> str:
+        fmt = f", time format {self.clock.layout.pattern!r}" if self.clock.layout else ""
+        return f"header {self.layout!r}{fmt}"
 
 
 def compile_layout(layout: str) -> re.Pattern[str]:
