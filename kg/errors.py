@@ -7,6 +7,7 @@ from ontology.errors import (  # noqa: F401
     ConfigError,
     FactError,
     ForbiddenQuery,
+    NotAcceptable,
     NotReady,
     OntologyError,
     QueryError,
@@ -20,6 +21,6 @@ from ontology.errors import (  # noqa: F401
 
 __all__ = [
     "AutoCNCError", "ConfigError", "OntologyError", "FactError", "QueryError",
-    "ForbiddenQuery", "QueryLimitExceeded", "QueryTimedOut", "QueryOverMemory",
+    "ForbiddenQuery", "NotAcceptable", "QueryLimitExceeded", "QueryTimedOut", "QueryOverMemory",
     "StoreUnavailable", "QueryWorkersBusy", "NotReady", "StoreLocked",
 ]

@@ -58,6 +58,7 @@ import pyoxigraph as ox
 
 from kg.errors import QueryError, QueryTimedOut, StoreUnavailable
 from kg.query import sparql_guard
+from kg.query.sparql_results import Dataset
 from kg.schema import FACT_META
 from kg.store.base import ChangeEntry, FactState, GraphStore, QueryResult, RelKey
 from ontology import CNC, Ontology, relation_iri
@@ -78,6 +79,9 @@ SET_ASIDE_SHOWN = 20  # set-aside records listed by ``set_aside`` (all are count
 VIEW_FORMAT = 2
 _FORMAT = (_VIEW, ox.NamedNode(CNC + "viewFormat"))
 INFERRED = "urn:autocnc:inferred:"
+# The name a protocol request (``default-graph-uri``) gives the store's default graph: the
+# asserted facts, without the ontology and the inferred graphs.
+ASSERTED_GRAPH = "urn:autocnc:asserted"
 ENTAILMENT_RULES = {
     "cax-sco": ("subclass entailment",
                 "OWL 2 RL cax-sco: T(?c1 rdfs:subClassOf ?c2), T(?x rdf:type ?c1) "
@@ -461,21 +465,27 @@ class RdfView:
 
     # -- queries ---------------------------------------------------------------------------
     def query(self, sparql: str, *, timeout_s: float = 30.0, max_rows: int = 10_000,
-              terms: bool = False, bindings: dict[Any, Any] | None = None) -> QueryResult:
+              terms: bool = False, bindings: dict[Any, Any] | None = None,
+              dataset: Dataset | None = None, base_iri: str | None = None) -> QueryResult:
         """Run a read-only SPARQL query (SELECT/ASK; CONSTRUCT/DESCRIBE as s, p, o rows).
 
+        The default graph is the union of all graphs, unless the query names its dataset
+        (FROM, FROM NAMED) or ``dataset`` (the protocol's ``default-graph-uri`` /
+        ``named-graph-uri``, which replace the query's) names one; there
+        :data:`ASSERTED_GRAPH` stands for the store's default graph (the asserted facts).
         The timeout is checked between result rows: Oxigraph evaluates lazily, so a query
         that needs minutes before its first row is not interrupted before that row.
-        ``terms=True`` keeps Oxigraph terms (for protocol serialisation) instead of Python values.
+        ``terms=True`` keeps Oxigraph terms (for protocol serialisation) instead of Python values;
+        ``base_iri`` resolves relative IRIs (the protocol's: the endpoint's URL).
         """
-        form = sparql_guard.check(sparql)
+        shape = sparql_guard.analyse(sparql)
         deadline = time.monotonic() + timeout_s
         try:
-            result = self._ox.query(sparql, use_default_graph_as_union=True,
-                                    substitutions=bindings)
+            result = self._ox.query(sparql, substitutions=bindings, base_iri=base_iri,
+                                    **_dataset_args(shape.has_dataset, dataset))
         except (SyntaxError, ValueError, OSError, RuntimeError) as exc:
             raise QueryError(str(exc)) from exc
-        if form == "ASK":
+        if shape.form == "ASK":
             return QueryResult(["ask"], [[bool(result)]])
         if isinstance(result, ox.QueryTriples):
             columns, rows_iter = ["s", "p", "o"], ([t.subject, t.predicate, t.object]
@@ -517,6 +527,16 @@ class RdfView:
 # What the view cannot take from a batch (a value its parser refuses); anything else (a
 # disk error) fails the catch-up, which is then retried, so nothing is set aside for it.
 _REFUSED = (ViewRefused, ValueError)
+
+
+def _dataset_args(query_names_one: bool, dataset: Dataset | None) -> dict[str, Any]:
+    """Oxigraph's arguments for the dataset of a query (see ``RdfView.query``)."""
+    if dataset is None:
+        return {} if query_names_one else {"use_default_graph_as_union": True}
+    default: list[Any] = [ox.DefaultGraph() if g == ASSERTED_GRAPH else ox.NamedNode(g)
+                          for g in dataset.default_graphs]
+    return {"default_graph": default,
+            "named_graphs": [ox.NamedNode(g) for g in dataset.named_graphs]}
 
 
 def _now_iso() -> str:

@@ -45,6 +45,11 @@ class ForbiddenQuery(QueryError):
     """A query asks for something the endpoint does not allow (writes, files, network)."""
 
 
+class NotAcceptable(QueryError):
+    """No result format the client accepts fits the query's results (HTTP 406); the
+    message lists the formats that do."""
+
+
 class QueryLimitExceeded(QueryError):
     """A query was stopped at one of its limits; the same query will hit it again, so
     narrow it (a LIMIT, a more selective pattern) or raise the setting the message names."""

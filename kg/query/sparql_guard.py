@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from kg.errors import ForbiddenQuery, QueryError
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """What the protocol needs to know of a query before running it."""
+
+    form: str  # SELECT, ASK, CONSTRUCT or DESCRIBE
+    has_dataset: bool  # the query names its dataset (FROM / FROM NAMED)
+    prefixes: tuple[tuple[str, str], ...]  # its PREFIX declarations, for graph results
 
 
 def check(query: str) -> str:
@@ -14,6 +25,12 @@ def check(query: str) -> str:
     message; an update or a ``SERVICE`` clause (which would make Oxigraph call any URL)
     raises ForbiddenQuery.
     """
+    return analyse(query).form
+
+
+@lru_cache(maxsize=32)  # the protocol asks for the shape, then the view checks the query
+def analyse(query: str) -> QueryShape:
+    """The query's shape, after the checks of :func:`check` (which raise the same)."""
     from pyparsing import ParseException
     from rdflib.plugins.sparql.parser import parseQuery, parseUpdate
 
@@ -25,10 +42,13 @@ def check(query: str) -> str:
         except ParseException:
             raise QueryError(f"SPARQL syntax error: {exc}") from exc
         raise ForbiddenQuery("SPARQL updates are not allowed on this endpoint") from exc
-    body = parsed[1]
+    prologue, body = parsed[0], parsed[1]
     if _contains(body, "ServiceGraphPattern"):
         raise ForbiddenQuery("SERVICE is not allowed: it makes the server call other URLs")
-    return body.name.replace("Query", "").upper()
+    prefixes = tuple((str(d["prefix"]) if "prefix" in d else "", str(d["iri"])) for d in prologue
+                     if getattr(d, "name", None) == "PrefixDecl")
+    return QueryShape(body.name.replace("Query", "").upper(), "datasetClause" in body,
+                      prefixes)
 
 
 def _contains(node: Any, name: str) -> bool:

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -49,6 +50,8 @@ from kg.errors import (
     QueryWorkersBusy,
     StoreUnavailable,
 )
+from kg.query import sparql_results
+from kg.query.sparql_results import Answer, Dataset
 from kg.store.base import QueryResult
 
 log = logging.getLogger("autocnc.query")
@@ -67,6 +70,11 @@ class QueryRequest:
     version: int | None = None  # the data version the answer must reflect (None: any)
     timeout_s: float = 30.0
     max_rows: int = 10_000
+    # SPARQL through the protocol: the format of each kind of result (kg.query.sparql_results;
+    # the worker serialises, within the query's limits) and the dataset the request names
+    formats: Mapping[str, str | None] | None = None
+    dataset: Dataset | None = None
+    base_iri: str | None = None  # what relative IRIs in the query resolve against
 
 
 @dataclass(eq=False)  # by identity: workers live in a set
@@ -167,6 +175,20 @@ class QueryWorkers:
     def run(self, request: QueryRequest) -> QueryResult:
         """The query's result; QueryTimedOut, QueryOverMemory, QueryWorkersBusy or the
         engine's QueryError otherwise."""
+        result = self._call(request)
+        assert isinstance(result, QueryResult)
+        return result
+
+    def answer(self, request: QueryRequest) -> Answer:
+        """A SPARQL query's results serialised in the worker (``request.formats``), with
+        the errors of :meth:`run` and NotAcceptable."""
+        if request.formats is None:
+            raise ValueError("answer() needs request.formats")
+        result = self._call(request)
+        assert isinstance(result, Answer)
+        return result
+
+    def _call(self, request: QueryRequest) -> Any:
         worker = self._acquire()
         healthy = False
         try:
@@ -175,8 +197,7 @@ class QueryWorkers:
         finally:
             self._release(worker, healthy)
         if reply[0] == "ok":
-            result: QueryResult = reply[1]
-            return result
+            return reply[1]
         raise _error(reply[1], reply[2])
 
     def _ask(self, worker: _Worker, request: QueryRequest) -> tuple[Any, ...]:
@@ -338,8 +359,12 @@ class _Handles:
         self.onto = load_ontology()
         self._open: dict[str, tuple[int | None, Any]] = {}
 
-    def run(self, req: QueryRequest) -> QueryResult:
+    def run(self, req: QueryRequest) -> QueryResult | Answer:
         handle = self._handle(req.kind, req.version, time.monotonic() + req.timeout_s)
+        if req.kind == "sparql" and req.formats is not None:
+            return sparql_results.answer(handle, req.query, req.formats, dataset=req.dataset,
+                                         base_iri=req.base_iri, timeout_s=req.timeout_s,
+                                         max_rows=req.max_rows)
         if req.kind == "sparql":
             res: QueryResult = handle.query(req.query, timeout_s=req.timeout_s,
                                             max_rows=req.max_rows, terms=True)
