@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import sparql_protocol
+from api.sparql_cors import SparqlCors
 from kg.config import Settings
+from kg.errors import NotAcceptable
 from kg.graph import KnowledgeGraph
 from kg.query.workers import QueryRequest, QueryWorkers
-from kg.store import QueryResult
 
 LIMITS: dict[int | str, dict[str, Any]] = {
     504: {"description": "the query ran past query_timeout_s and was stopped"},
@@ -52,51 +53,70 @@ def add_query_routes(app: FastAPI, settings: Settings, kg: Callable[[], Knowledg
                                        settings.query_timeout_s, settings.query_max_rows))
         return CypherResponse(columns=res.columns, rows=res.rows, truncated=res.truncated)
 
-    def sparql(query: str | None, accept: str | None, g: KnowledgeGraph,
+    add_sparql_routes(app, settings, kg, queries)
+
+
+SPARQL_ALLOW = "GET, HEAD, POST, OPTIONS"
+SPARQL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **LIMITS,
+    400: {"description": "a syntax error, no query or more than one, a bad graph IRI"},
+    403: {"description": "an update (any way it is sent) or SERVICE: the endpoint is "
+                         "read-only and calls no other URL"},
+    406: {"description": "no result format fits the Accept header or format parameter"},
+    415: {"description": "a POST body that is neither a form nor application/sparql-query "
+                         "(UTF-8)"}}
+
+
+def add_sparql_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
+                      queries: Callable[[], QueryWorkers]) -> None:
+    """The SPARQL 1.1 Protocol endpoint ``/v1/sparql`` (query operation only), with CORS
+    for the origins of ``sparql_cors_origins`` (:mod:`api.sparql_cors`)."""
+    if settings.sparql_cors_origins:
+        app.add_middleware(SparqlCors, origins=settings.sparql_cors_origins)
+
+    def sparql(req: sparql_protocol.ProtocolRequest, g: KnowledgeGraph,
                workers: QueryWorkers) -> Response:
-        if not query:
-            raise HTTPException(400, "missing SPARQL query")
         if g.rdf_behind:  # SPARQL never sees the lag: apply this process's writes first
             g.catch_up_rdf()
-        res = workers.run(QueryRequest("sparql", query, version=g.view_version,
-                                       timeout_s=settings.query_timeout_s,
-                                       max_rows=settings.query_max_rows))
-        graph = res.columns == ["s", "p", "o"] and "CONSTRUCT" in query.upper() or \
-            "DESCRIBE" in query.upper()
-        mime = _negotiate(res, accept, graph)
-        return Response(sparql_protocol.serialise(res, mime), media_type=mime,
-                        headers={"X-AutoCNC-Truncated": str(res.truncated).lower()})
+        try:
+            ans = workers.answer(QueryRequest(
+                "sparql", req.query, version=g.view_version, timeout_s=settings.query_timeout_s,
+                max_rows=settings.query_max_rows, formats=req.formats, dataset=req.dataset,
+                base_iri=req.base_iri))
+        except NotAcceptable as exc:
+            raise HTTPException(406, str(exc)) from None
+        return Response(ans.body, media_type=ans.media_type,
+                        headers={"X-AutoCNC-Truncated": str(ans.truncated).lower(),
+                                 "Vary": "Accept"})
 
-    @app.get("/v1/sparql", tags=["query"], responses=LIMITS)
-    def sparql_get(query: str | None = None, accept: str | None = Header(None),
-                   g: KnowledgeGraph = Depends(kg),
+    @app.api_route("/v1/sparql", methods=["GET", "HEAD"], tags=["query"],
+                   responses=SPARQL_RESPONSES)
+    def sparql_get(request: Request, g: KnowledgeGraph = Depends(kg),
                    workers: QueryWorkers = Depends(queries)) -> Response:
-        """SPARQL 1.1 Protocol, query via GET ``?query=``. Results as
-        application/sparql-results+json (default), text/csv or text/tab-separated-values.
-        A query past its time limit is stopped with 504, one past its memory limit with
-        503."""
-        return sparql(query, accept, g, workers)
+        """SPARQL 1.1 Protocol, query via GET ``?query=`` (HEAD: the same, without the
+        body), with ``default-graph-uri`` / ``named-graph-uri`` for the dataset (they
+        replace the query's FROM / FROM NAMED; ``urn:autocnc:asserted`` is the store's
+        default graph; without them the default graph is the union of all graphs).
+        Results by ``Accept`` (or ``format`` / ``output``): SELECT and ASK as
+        application/sparql-results+json (the default), application/sparql-results+xml,
+        text/csv or text/tab-separated-values; CONSTRUCT and DESCRIBE as text/turtle (the
+        default), application/n-triples, application/ld+json or application/rdf+xml; 406
+        when none fits. Updates and SERVICE get 403; a query past its time limit is
+        stopped with 504, one past its memory limit with 503."""
+        return sparql(sparql_protocol.from_get(request), g, workers)
 
-    @app.post("/v1/sparql", tags=["query"], responses=LIMITS)
-    async def sparql_post(request: Request, accept: str | None = Header(None),
-                          g: KnowledgeGraph = Depends(kg),
+    @app.post("/v1/sparql", tags=["query"], responses=SPARQL_RESPONSES)
+    async def sparql_post(request: Request, g: KnowledgeGraph = Depends(kg),
                           workers: QueryWorkers = Depends(queries)) -> Response:
-        """SPARQL 1.1 Protocol, query via POST: form field ``query`` or an
-        ``application/sparql-query`` body."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype == "application/sparql-query":
-            try:
-                query = (await request.body()).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise HTTPException(400, f"the query is not UTF-8 text: {exc}") from None
-        elif ctype == "application/x-www-form-urlencoded":
-            query = str((await request.form()).get("query") or "")
-        else:
-            raise HTTPException(415, "use application/sparql-query or a form field 'query'")
-        return await run_in_threadpool(sparql, query, accept, g, workers)
+        """SPARQL 1.1 Protocol, query via POST: form fields (``query``, the dataset
+        parameters; these may also be in the URL) or an ``application/sparql-query`` body
+        (UTF-8; the dataset parameters in the URL). Results as for GET;
+        ``application/sparql-update`` and an ``update`` field get 403."""
+        req = await sparql_protocol.read_post(request)
+        return await run_in_threadpool(sparql, req, g, workers)
 
-
-def _negotiate(res: QueryResult, accept: str | None, graph: bool) -> str:
-    if res.columns == ["ask"]:
-        return sparql_protocol.JSON
-    return sparql_protocol.negotiate(accept, graph=graph)
+    @app.options("/v1/sparql", tags=["query"], status_code=204)
+    def sparql_options() -> Response:
+        """The methods of the endpoint (``Allow``). Browsers' CORS preflights are answered
+        before this, for the origins of ``sparql_cors_origins``."""
+        return Response(status_code=204, headers={"Allow": SPARQL_ALLOW})

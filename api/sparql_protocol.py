@@ -1,67 +1,169 @@
-"""SPARQL 1.1 Protocol result serialisation (JSON, CSV, TSV; N-Triples for graphs)."""
+"""The SPARQL 1.1 Protocol's query operation: what a request asks, and in which format.
+
+A request carries exactly one ``query`` (in the URL for GET, in the URL or the form body
+for a form POST, or as the body of an ``application/sparql-query`` POST, UTF-8), any number
+of ``default-graph-uri`` / ``named-graph-uri`` (the dataset, which replaces the query's
+FROM / FROM NAMED), and optionally ``format`` or ``output`` (a short name such as ``json``,
+``xml``, ``csv``, ``turtle``, or a media type), which wins over the ``Accept`` header. The
+endpoint is read-only: an ``update`` parameter or an ``application/sparql-update`` body is
+refused with 403, as is an update sent as a query.
+
+The format is chosen for each kind of result (solutions, boolean, graph) here, before the
+query form is known; the query worker serialises in the one of the query's kind
+(:mod:`kg.query.sparql_results`).
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pyoxigraph as ox
+from fastapi import HTTPException, Request
+from starlette.datastructures import QueryParams
 
-from kg.store import QueryResult
+from api.content_negotiation import choose, parse_accept
+from kg.errors import ForbiddenQuery
+from kg.query import sparql_results as fmt
+from kg.query.sparql_results import Dataset
 
-JSON = "application/sparql-results+json"
-CSV = "text/csv"
-TSV = "text/tab-separated-values"
-NTRIPLES = "application/n-triples"
+# Names a client may use for a format besides its media type, per kind of result.
+_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "solutions": {fmt.JSON: ("application/json",), fmt.XML: ("application/xml",)},
+    "boolean": {fmt.JSON: ("application/json",), fmt.XML: ("application/xml",)},
+    "graph": {fmt.TURTLE: ("application/x-turtle",), fmt.NTRIPLES: ("text/plain",),
+              fmt.JSONLD: ("application/json",), fmt.RDFXML: ("application/xml",)},
+}
+# ``format`` / ``output`` short names: the media type of each kind of result they mean.
+_SHORT_NAMES: dict[str, dict[str, str]] = {
+    "json": {"solutions": fmt.JSON, "boolean": fmt.JSON, "graph": fmt.JSONLD},
+    "xml": {"solutions": fmt.XML, "boolean": fmt.XML, "graph": fmt.RDFXML},
+    "csv": {"solutions": fmt.CSV, "boolean": fmt.CSV},
+    "tsv": {"solutions": fmt.TSV, "boolean": fmt.TSV},
+    "turtle": {"graph": fmt.TURTLE}, "ttl": {"graph": fmt.TURTLE}, "n3": {"graph": fmt.TURTLE},
+    "ntriples": {"graph": fmt.NTRIPLES}, "n-triples": {"graph": fmt.NTRIPLES},
+    "nt": {"graph": fmt.NTRIPLES},
+    "json-ld": {"graph": fmt.JSONLD}, "jsonld": {"graph": fmt.JSONLD},
+    "rdf": {"graph": fmt.RDFXML}, "rdfxml": {"graph": fmt.RDFXML},
+    "rdf+xml": {"graph": fmt.RDFXML}, "rdf/xml": {"graph": fmt.RDFXML},
+}
+QUERY_TYPE = "application/sparql-query"
+UPDATE_TYPE = "application/sparql-update"
+FORM_TYPE = "application/x-www-form-urlencoded"
+READ_ONLY = "this endpoint is read-only: SPARQL updates are not allowed"
 
 
-def negotiate(accept: str | None, *, graph: bool) -> str:
-    """Pick the response type from an Accept header (default JSON, N-Triples for graphs)."""
-    offered = [NTRIPLES, "text/turtle"] if graph else [JSON, "application/json", CSV, TSV]
-    for part in (accept or "").split(","):
-        mime = part.split(";")[0].strip().lower()
-        if mime in offered:
-            return NTRIPLES if mime == "text/turtle" else (JSON if mime == "application/json"
-                                                          else mime)
-    return offered[0]
+@dataclass(frozen=True)
+class ProtocolRequest:
+    """One query operation: the query, the dataset it names, the format of each kind."""
+
+    query: str
+    dataset: Dataset | None
+    formats: Mapping[str, str | None]
+    base_iri: str  # the endpoint's URL: relative IRIs in the query resolve against it
 
 
-def _json_term(t: Any) -> dict[str, str]:
-    if isinstance(t, ox.NamedNode):
-        return {"type": "uri", "value": t.value}
-    if isinstance(t, ox.BlankNode):
-        return {"type": "bnode", "value": t.value}
-    out = {"type": "literal", "value": t.value}
-    if t.language:
-        out["xml:lang"] = t.language
-    elif t.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
-        out["datatype"] = t.datatype.value
-    return out
+def from_params(params: Mapping[str, Sequence[str]], accept: str | None, base_iri: str,
+                direct_query: str | None = None) -> ProtocolRequest:
+    """The request of ``params`` (every value of each parameter, URL and form body
+    together); ``direct_query`` is the body of an ``application/sparql-query`` POST."""
+    if params.get("update"):
+        raise ForbiddenQuery(READ_ONLY)
+    queries = list(params.get("query", ()))
+    if direct_query is not None:
+        queries.append(direct_query)
+    if len(queries) > 1:
+        raise HTTPException(400, "more than one query in the request (give exactly one "
+                                 "'query' parameter or body)")
+    if not queries or not queries[0].strip():
+        raise HTTPException(400, "missing SPARQL query (the 'query' parameter, or an "
+                                 f"{QUERY_TYPE} body)")
+    return ProtocolRequest(queries[0], _dataset(params), negotiate(accept, _format(params)),
+                           base_iri)
 
 
-def serialise(res: QueryResult, mime: str) -> str:
-    if res.columns == ["ask"]:
-        return json.dumps({"head": {}, "boolean": bool(res.rows[0][0])})
-    if mime == NTRIPLES:
-        return "".join(f"{s} {p} {o} .\n" for s, p, o in res.rows)
-    if mime == JSON:
-        return json.dumps({
-            "head": {"vars": res.columns},
-            "results": {"bindings": [
-                {c: _json_term(t) for c, t in zip(res.columns, row, strict=True) if t is not None}
-                for row in res.rows
-            ]},
-        })
-    buf = io.StringIO()
-    if mime == CSV:
-        w = csv.writer(buf, lineterminator="\r\n")
-        w.writerow(res.columns)
-        for row in res.rows:
-            w.writerow(["" if t is None else t.value for t in row])
+def negotiate(accept: str | None, format_param: str | None) -> dict[str, str | None]:
+    """The media type each kind of result is served in (None: none acceptable); 406 when
+    no kind has one."""
+    if format_param is not None and "/" not in format_param:
+        named = _SHORT_NAMES.get(format_param.strip().lower(), {})
+        formats = {kind: named.get(kind) for kind in fmt.FORMATS}
     else:
-        buf.write("\t".join("?" + c for c in res.columns) + "\n")
-        for row in res.rows:
-            buf.write("\t".join("" if t is None else str(t) for t in row) + "\n")
-    return buf.getvalue()
+        ranges = parse_accept(format_param if format_param is not None else accept)
+        formats = {kind: choose(ranges, [(m, (m, *_ALIASES[kind].get(m, ())))
+                                         for m in offered])
+                   for kind, offered in fmt.FORMATS.items()}
+    if not any(formats.values()):
+        asked = (f"format={format_param!r}" if format_param is not None
+                 else f"Accept: {accept}")
+        raise HTTPException(406, f"no result format fits {asked}. Served: solutions and "
+                                 f"booleans as {', '.join(fmt.FORMATS['solutions'])}; graphs "
+                                 f"as {', '.join(fmt.FORMATS['graph'])}; or format=json, xml, "
+                                 "csv, tsv, turtle, ntriples, json-ld, rdfxml")
+    return formats
+
+
+async def read_post(request: Request) -> ProtocolRequest:
+    """The query operation of a POST: a form, or a query as the body."""
+    mime, charset = _content_type(request.headers.get("content-type"))
+    url = _multi(request.query_params)
+    if mime == UPDATE_TYPE:
+        raise ForbiddenQuery(READ_ONLY)
+    if charset not in (None, "utf-8", "utf8"):
+        raise HTTPException(415, f"the query must be UTF-8, not {charset}")
+    accept, base = request.headers.get("accept"), _endpoint(request)
+    if mime == QUERY_TYPE:
+        try:
+            body = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, f"the query is not UTF-8 text: {exc}") from None
+        return from_params(url, accept, base, direct_query=body)
+    if mime == FORM_TYPE:
+        form = await request.form()
+        params = {k: url.get(k, []) + [str(v) for v in form.getlist(k)]
+                  for k in {*url, *form.keys()}}
+        return from_params(params, accept, base)
+    raise HTTPException(415, f"send the query as {QUERY_TYPE} or as a form field 'query' "
+                             f"({FORM_TYPE}); got {mime or 'no Content-Type'}")
+
+
+def from_get(request: Request) -> ProtocolRequest:
+    return from_params(_multi(request.query_params), request.headers.get("accept"),
+                       _endpoint(request))
+
+
+def _endpoint(request: Request) -> str:
+    return str(request.url.replace(query="", fragment=""))
+
+
+def _multi(params: QueryParams) -> dict[str, list[str]]:
+    return {k: params.getlist(k) for k in params}
+
+
+def _content_type(header: str | None) -> tuple[str, str | None]:
+    mime, *params = (p.strip() for p in (header or "").split(";"))
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return mime.lower(), charset
+
+
+def _dataset(params: Mapping[str, Sequence[str]]) -> Dataset | None:
+    default, named = params.get("default-graph-uri", ()), params.get("named-graph-uri", ())
+    if not default and not named:
+        return None
+    for iri in (*default, *named):
+        try:
+            ox.NamedNode(iri)
+        except ValueError as exc:
+            raise HTTPException(400, f"graph IRI {iri[:200]!r} is not an IRI: {exc}") from None
+    return Dataset(tuple(default), tuple(named))
+
+
+def _format(params: Mapping[str, Sequence[str]]) -> str | None:
+    given = {*params.get("format", ()), *params.get("output", ())}
+    if len(given) > 1:
+        raise HTTPException(400, f"conflicting result formats asked: {sorted(given)}")
+    return given.pop() if given else None

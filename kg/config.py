@@ -28,6 +28,7 @@ ENV = {
     "api_token": "AUTOCNC_API_TOKEN",
     "default_scope": "AUTOCNC_DEFAULT_SCOPE",
     "iri_base": "AUTOCNC_IRI_BASE",
+    "sparql_cors_origins": "AUTOCNC_SPARQL_CORS_ORIGINS",
     "prometheus_url": "AUTOCNC_PROMETHEUS_URL",
     "prometheus_bearer_token": "AUTOCNC_PROMETHEUS_BEARER_TOKEN",
     "prometheus_username": "AUTOCNC_PROMETHEUS_USERNAME",
@@ -39,6 +40,7 @@ ENV = {
     "alertmanager_password": "AUTOCNC_ALERTMANAGER_PASSWORD",
 }
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_ORIGIN = re.compile(r"https?://[^/\s?#@]+")
 
 
 class Settings(BaseModel):
@@ -74,6 +76,10 @@ class Settings(BaseModel):
         4, ge=1, le=64,
         description="read queries (SPARQL, Cypher) that run at once, each in a worker "
                     "process of its own; one more waits up to 2 s, then gets 503")
+    sparql_cors_origins: tuple[str, ...] = Field(
+        (), description="origins whose browser pages may query /v1/sparql (CORS), as "
+                        "scheme://host[:port], e.g. https://yasgui.example, or * for any; "
+                        "empty (the default): none. No other route answers them")
     default_scope: str | None = Field(
         None, min_length=1,
         description="the scope of an Alertmanager webhook call without ?scope=; None: such "
@@ -129,6 +135,19 @@ class Settings(BaseModel):
     alertmanager_bearer_token: str | None = Field(None, repr=False)
     alertmanager_username: str | None = Field(None, description="HTTP basic auth user")
     alertmanager_password: str | None = Field(None, repr=False, validate_default=True)
+
+    @field_validator("sparql_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        items = v.split(",") if isinstance(v, str) else v  # the environment: comma-separated
+        if not isinstance(items, list | tuple):
+            return v
+        origins = tuple(str(o).strip().rstrip("/").lower() for o in items if str(o).strip())
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port] "
+                                 "(no path), or *")
+        return origins
 
     @field_validator("neo4j_uri")
     @classmethod
