@@ -67,6 +67,27 @@ SPARQL_RESPONSES: dict[int | str, dict[str, Any]] = {
                          "(UTF-8)"}}
 
 
+def _param(name: str, description: str, many: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if many:
+        schema = {"type": "array", "items": schema}
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema, **({"style": "form", "explode": True} if many else {})}
+
+
+# The protocol's parameters, read from the request as the protocol defines them (every value
+# of a repeated parameter, the URL and a form body together): documented here.
+DATASET_PARAMS = [
+    _param("default-graph-uri", "a graph of the default graph (replaces the query's FROM; "
+                                "urn:autocnc:asserted: the store's default graph)", many=True),
+    _param("named-graph-uri", "a named graph (replaces the query's FROM NAMED)", many=True),
+    _param("format", "result format: json, xml, csv, tsv, turtle, ntriples, json-ld, "
+                     "rdfxml, or a media type; wins over Accept"),
+    _param("output", "the same as format"),
+]
+GET_PARAMS = [_param("query", "the SPARQL query (exactly one)"), *DATASET_PARAMS]
+
+
 def add_sparql_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
                       queries: Callable[[], QueryWorkers]) -> None:
     """The SPARQL 1.1 Protocol endpoint ``/v1/sparql`` (query operation only), with CORS
@@ -89,14 +110,14 @@ def add_sparql_routes(app: FastAPI, settings: Settings, kg: Callable[[], Knowled
                         headers={"X-AutoCNC-Truncated": str(ans.truncated).lower(),
                                  "Vary": "Accept"})
 
-    @app.api_route("/v1/sparql", methods=["GET", "HEAD"], tags=["query"],
-                   responses=SPARQL_RESPONSES)
+    @app.get("/v1/sparql", tags=["query"], responses=SPARQL_RESPONSES,
+             openapi_extra={"parameters": GET_PARAMS})
     def sparql_get(request: Request, g: KnowledgeGraph = Depends(kg),
                    workers: QueryWorkers = Depends(queries)) -> Response:
-        """SPARQL 1.1 Protocol, query via GET ``?query=`` (HEAD: the same, without the
-        body), with ``default-graph-uri`` / ``named-graph-uri`` for the dataset (they
-        replace the query's FROM / FROM NAMED; ``urn:autocnc:asserted`` is the store's
-        default graph; without them the default graph is the union of all graphs).
+        """SPARQL 1.1 Protocol, query via GET ``?query=``, with ``default-graph-uri`` /
+        ``named-graph-uri`` for the dataset (they replace the query's FROM / FROM NAMED;
+        ``urn:autocnc:asserted`` is the store's default graph; without them the default
+        graph is the union of all graphs).
         Results by ``Accept`` (or ``format`` / ``output``): SELECT and ASK as
         application/sparql-results+json (the default), application/sparql-results+xml,
         text/csv or text/tab-separated-values; CONSTRUCT and DESCRIBE as text/turtle (the
@@ -105,7 +126,20 @@ def add_sparql_routes(app: FastAPI, settings: Settings, kg: Callable[[], Knowled
         stopped with 504, one past its memory limit with 503."""
         return sparql(sparql_protocol.from_get(request), g, workers)
 
-    @app.post("/v1/sparql", tags=["query"], responses=SPARQL_RESPONSES)
+    @app.head("/v1/sparql", tags=["query"], responses=SPARQL_RESPONSES,
+              openapi_extra={"parameters": GET_PARAMS})
+    def sparql_head(request: Request, g: KnowledgeGraph = Depends(kg),
+                    workers: QueryWorkers = Depends(queries)) -> Response:
+        """As GET, without the body (the server drops it): the status and headers."""
+        return sparql(sparql_protocol.from_get(request), g, workers)
+
+    @app.post("/v1/sparql", tags=["query"], responses=SPARQL_RESPONSES, openapi_extra={
+        "parameters": DATASET_PARAMS,
+        "requestBody": {"required": True, "content": {
+            "application/sparql-query": {"schema": {"type": "string"}},
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["query"],
+                "properties": {"query": {"type": "string"}}}}}}})
     async def sparql_post(request: Request, g: KnowledgeGraph = Depends(kg),
                           workers: QueryWorkers = Depends(queries)) -> Response:
         """SPARQL 1.1 Protocol, query via POST: form fields (``query``, the dataset

@@ -84,15 +84,8 @@ def from_params(params: Mapping[str, Sequence[str]], accept: str | None, base_ir
 
 def negotiate(accept: str | None, format_param: str | None) -> dict[str, str | None]:
     """The media type each kind of result is served in (None: none acceptable); 406 when
-    no kind has one."""
-    if format_param is not None and "/" not in format_param:
-        named = _SHORT_NAMES.get(format_param.strip().lower(), {})
-        formats = {kind: named.get(kind) for kind in fmt.FORMATS}
-    else:
-        ranges = parse_accept(format_param if format_param is not None else accept)
-        formats = {kind: choose(ranges, [(m, (m, *_ALIASES[kind].get(m, ())))
-                                         for m in offered])
-                   for kind, offered in fmt.FORMATS.items()}
+    no kind has one. ``format_param`` (a short name or media types) wins over ``accept``."""
+    formats = _by_format(format_param) if format_param is not None else _by_accept(accept)
     if not any(formats.values()):
         asked = (f"format={format_param!r}" if format_param is not None
                  else f"Accept: {accept}")
@@ -101,6 +94,19 @@ def negotiate(accept: str | None, format_param: str | None) -> dict[str, str | N
                                  f"as {', '.join(fmt.FORMATS['graph'])}; or format=json, xml, "
                                  "csv, tsv, turtle, ntriples, json-ld, rdfxml")
     return formats
+
+
+def _by_accept(accept: str | None) -> dict[str, str | None]:
+    ranges = parse_accept(accept)
+    return {kind: choose(ranges, [(m, (m, *_ALIASES[kind].get(m, ()))) for m in offered])
+            for kind, offered in fmt.FORMATS.items()}
+
+
+def _by_format(value: str) -> dict[str, str | None]:
+    if "/" in value:  # media types, as in an Accept header
+        return _by_accept(value)
+    named = _SHORT_NAMES.get(value.strip().lower(), {})
+    return {kind: named.get(kind) for kind in fmt.FORMATS}
 
 
 async def read_post(request: Request) -> ProtocolRequest:
@@ -163,7 +169,9 @@ def _dataset(params: Mapping[str, Sequence[str]]) -> Dataset | None:
 
 
 def _format(params: Mapping[str, Sequence[str]]) -> str | None:
-    given = {*params.get("format", ()), *params.get("output", ())}
-    if len(given) > 1:
-        raise HTTPException(400, f"conflicting result formats asked: {sorted(given)}")
-    return given.pop() if given else None
+    """The ``format`` / ``output`` value; several must mean the same (SPARQLWrapper sends
+    ``format=tsv&output=text/tab-separated-values``)."""
+    given = sorted({*params.get("format", ()), *params.get("output", ())})
+    if len({tuple(_by_format(v).items()) for v in given}) > 1:
+        raise HTTPException(400, f"conflicting result formats asked: {given}")
+    return given[0] if given else None
