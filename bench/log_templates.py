@@ -1,6 +1,6 @@
 """Log template benchmark: grouping accuracy on Loghub 2k, and log ingest throughput.
 
-    python bench/log_templates.py [--header auto|layout|content] [--data DIR]
+    python bench/log_templates.py [--header auto|layout|content] [--data DIR] [--no-headers]
     python bench/log_templates.py --throughput [--lines 200000] [--backend embedded|neo4j]
 
 **Grouping accuracy (GA)**, the Loghub definition (Zhu et al., ICSE-SEIP 2019): a line is
@@ -12,18 +12,24 @@ Linux, Android) against two label sets: the original one (``*_structured.csv``, 
 the two differ only where corrected ids share a template).
 
 One generic configuration is used for all systems — operators will not hand-tune per
-source. It is chosen from the small grid ``GRID`` (similarity threshold, tree depth,
-masking variant, path masking) by *leave-one-system-out*: the configuration scored on a
-system is the one with the best mean GA on the other seven (criterion: the mean of the
-original and corrected GA). The configuration best on all eight is printed too: it is the
-default of ``ingest/logs.py`` (``MinerConfig``). drain3's defaults (``TemplateMiner`` with
-``TemplateMinerConfig()``: no masking, sim_th 0.4, depth 4) run on the same messages.
+source. **The headline is leave-one-system-out (LOSO)**: the configuration scored on a
+system is the one, from the small grid ``GRID`` (similarity threshold, tree depth, masking
+variant, path masking), with the best mean GA on the other seven (criterion: the mean of
+the original and corrected GA), so no system is scored with a setting chosen on it. The
+configuration best on all eight (the default of ``ingest/logs.py``, ``MinerConfig``) and
+its in-sample score are printed as a labelled extra: that number is optimistic. drain3's
+defaults (``TemplateMiner`` with ``TemplateMinerConfig()``: no masking, sim_th 0.4,
+depth 4) run on the same messages.
 
-Messages are what ingest mines: ``--header auto`` (default) splits each raw line's header
-with the generic layouts of ``ingest.logparse.lines`` (syslog, timestamp-led, level
-anchor) with no per-system setting; ``--header layout`` uses Loghub's per-system header
-layouts through the ``header`` option (a per-input setting); ``--header content`` takes
-Loghub's own ``Content`` column.
+Messages are what ingest mines: ``--header auto`` (default) reads each file as ingest does
+with no option (syslog, or the header layout learned from the file's first lines,
+``ingest.logparse.header``), with no per-system setting; ``--header layout`` uses Loghub's
+per-system header layouts through the ``header`` option (a per-input setting);
+``--header content`` takes Loghub's own ``Content`` column.
+
+**Header detection** (``bench/log_headers.py``, skipped with ``--no-headers``): generated
+lines in 44 documented timestamp / header layouts; prints the share of layouts whose
+header is split right and whose time is read right.
 
 **Throughput** (``--throughput``): every loghub2k file repeated to about ``--lines`` lines,
 one input per system, ingested through ``ingest.run_ingest(kg, "logs", ...)`` into a
@@ -181,9 +187,12 @@ def accuracy(args: argparse.Namespace) -> None:
     print(f"{'mean':10s} {sum(a for a, _ in loso) / n:8.3f} {sum(b for _, b in loso) / n:8.3f} "
           f"{sum(a for a, _ in d3) / n:8.3f} {sum(b for _, b in d3) / n:8.3f}"
           "  (leave-one-system-out | drain3 defaults)")
+    print(f"HEADLINE leave-one-system-out GA (mean of {n}): original "
+          f"{sum(a for a, _ in loso) / n:.3f}, corrected {sum(b for _, b in loso) / n:.3f}")
     final = max(range(len(GRID)), key=lambda i: crit(i, SYSTEMS))
     row = score[final]
-    print(f"generic configuration (best on all 8): {describe(GRID[final])}")
+    print(f"extra, in-sample (optimistic): the configuration best on all {n}, "
+          f"{describe(GRID[final])}")
     print("  per system (orig/corr): " + ", ".join(
         f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in row.items()))
     print(f"  mean: orig {sum(a for a, _ in row.values()) / n:.3f}, "
@@ -233,11 +242,17 @@ def main() -> None:
     p.add_argument("--throughput", action="store_true")
     p.add_argument("--lines", type=int, default=200_000)
     p.add_argument("--backend", choices=("embedded", "neo4j"), default="embedded")
+    p.add_argument("--no-headers", action="store_true", help="skip the header detection")
     args = p.parse_args()
     if args.throughput:
         throughput(args)
-    else:
-        accuracy(args)
+        return
+    accuracy(args)
+    if not args.no_headers:
+        from bench import log_headers
+
+        print()
+        log_headers.run()
 
 
 if __name__ == "__main__":

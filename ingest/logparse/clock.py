@@ -111,7 +111,7 @@ class Clock:
     def _parse(self, g: dict[str, str | None], text: str) -> float:
         """Whole seconds of a stamp's parts (the fraction is added by the caller)."""
         if g.get("ep"):
-            return float(int(self.epoch(int(g["ep"] or 0))))
+            return self.epoch(int(g["ep"] or 0))
         try:
             month = _month(g)
             h = int(g.get("h") or 0)

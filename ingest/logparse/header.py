@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from ingest.logparse.clock import BadTime, Clock
@@ -58,12 +58,14 @@ DELIMITERS = "|\t;"
 
 _TOK = r"\[[^\[\]]*(?:\[[^\[\]]*\][^\[\]]*)*\]\S*|\S+"  # a bracketed group is one token
 _TOKEN = re.compile(_TOK)
-_COMP = r"[\w.$@/#()-]+(?:\[\d+\])?:|[\w.$@/#-]+:\d+\]"  # name:, name[pid]:, file.go:12]
+_COMP = r"[\w.$@/#()-]+(?:\[\d+\]|:\d+)?:|[\w.$@/#-]+:\d+\]"  # name: name[pid]: a.go:12]
 _COMPONENT = re.compile(_COMP)
 _SKIP = [re.compile(r"\s*(?:\S+\s+){" + str(n) + "}") for n in range(MAX_PREFIX + 1)]
 _DIGIT = re.compile(r"\d")
-_KIND_NAMES = {"num": "<Pid>", "level": "<Level>", "bracket": "[<Thread>]", "dash": "-",
-               "stamp": "<Time2>"}
+_KIND_NAMES = {"num": "<Pid>", "level": "<Level>", "bracket": "[<Thread>]", "sep": "-",
+               "stamp": "<Time2>", "host": "<Host>"}
+_SEP = re.compile(r"[-:|>*=~#.+]{1,3}")  # separator tokens: - -- --- : | > >> * . ...
+_STRIP = "[]()<>:,"
 
 
 @dataclass(frozen=True)
@@ -207,12 +209,26 @@ def _delimited(rests: list[str]) -> tuple[str, int]:
     return d, fields
 
 
+def level_word(tok: str, after_number: bool = True) -> str | None:
+    """The level of a header token (``INFO``, ``[notice]``, ``<Error>``, ``[core:warn]``,
+    ``D`` after a number), or None."""
+    core = tok.strip(_STRIP).upper()
+    if core in LEVELS:
+        return LEVELS[core]
+    if after_number and len(core) == 1:
+        return SHORT_LEVELS.get(core)
+    if ":" in core and tok[:1] == "[":  # Apache 2.4: [module:level]
+        return LEVELS.get(core.rsplit(":", 1)[1])
+    return None
+
+
 def _kind(tok: str, after_number: bool) -> str:
-    if tok == "-":
-        return "dash"
-    core = tok.strip("[]():,")
-    up = core.upper()
-    if up in LEVELS or (after_number and up in SHORT_LEVELS and len(core) == 1):
+    if _SEP.fullmatch(tok):
+        return "sep"
+    core = tok.strip(_STRIP)
+    if tok[-1] == ":" and _COMPONENT.fullmatch(tok):
+        return "comp"  # also ERROR: (PostgreSQL's LOG: / ERROR: column)
+    if level_word(tok, after_number):
         return "level"
     if core.isdigit():
         return "num"
@@ -247,12 +263,15 @@ def _learn_columns(rests: list[str], clock: Clock | None, layouts: Sequence[Stam
     n = len(rests)
     kinds: list[Counter[str]] = [Counter() for _ in range(MAX_COLUMNS + 2)]
     stamp_end: list[Counter[int]] = [Counter() for _ in range(MAX_COLUMNS + 2)]
+    padded = [0] * (MAX_COLUMNS + 2)  # lines whose column c is followed by 2+ blanks
     for rest in rests:
         toks = list(_TOKEN.finditer(rest))[:MAX_COLUMNS + 2]
         prev = ""
         for c, m in enumerate(toks):
             prev = _kind(m.group(), prev == "num")
             kinds[c][prev] += 1
+            if rest[m.end():m.end() + 2] in ("  ", " \t", "\t\t", "\t "):
+                padded[c] += 1
         if clock is not None:
             for c, e in _stamp_ends(rest, [m.start() for m in toks], clock, layouts).items():
                 stamp_end[c][e] += 1
@@ -264,28 +283,42 @@ def _learn_columns(rests: list[str], clock: Clock | None, layouts: Sequence[Stam
     for c in range(MAX_COLUMNS):
         if share(c, "level") >= LEVEL_SHARE and c <= 7:
             end = c + 1
-        elif share(c, "dash") >= CONSISTENT and c <= 2 and not anchored_only:
+        elif share(c, "sep") >= CONSISTENT and c <= 6 and not anchored_only:
             end = c + 1
         elif stamp_end[c] and sum(stamp_end[c].values()) >= CONSISTENT * n:
             end = max(end, stamp_end[c].most_common(1)[0][0] + 1)
     if anchored_only:
-        if end == 0 or any(share(c, "num", "id", "dash", "upper", "bracket", "level")
+        if end == 0 or any(share(c, "num", "id", "sep", "upper", "bracket", "level")
                            < CONSISTENT for c in range(end)):
             return (), False
     elif end == 0:
         while end < 3 and share(end, "num") >= CONSISTENT:
             end += 1
+    end = _extend(end, share, [p / n if n else 0.0 for p in padded])
+    columns = tuple(kinds[c].most_common(1)[0][0] if kinds[c] else "word"
+                    for c in range(end))
+    if end > 0 and share(end, "comp") < COMPONENT_SHARE <= share(end + 1, "comp") and \
+            share(end, "id", "word") >= CONSISTENT:  # host then name: (syslog's shape)
+        columns += ("host",)
+        end += 1
+    return columns, share(end, "comp") >= COMPONENT_SHARE
+
+
+def _extend(end: int, share: Callable[..., float], padded: list[float]) -> int:
+    """The header end moved over a thread / context bracket, a separator, and columns
+    padded to a fixed width (followed by 2+ blanks on 90 % of the lines)."""
     anchored = end > 0
     if share(end, "bracket") >= CONSISTENT:
         end += 1
     elif anchored and share(end + 1, "bracket") >= CONSISTENT and \
             share(end, "word", "id", "upper") >= CONSISTENT:
-        end += 2
-    if share(end, "dash") >= CONSISTENT:
+        end += 2  # name [context]
+    if share(end, "sep") >= CONSISTENT:
         end += 1
-    columns = tuple(kinds[c].most_common(1)[0][0] if kinds[c] else "word"
-                    for c in range(end))
-    return columns, share(end, "comp") >= COMPONENT_SHARE
+    while anchored and end < MAX_COLUMNS and padded[end] >= CONSISTENT and \
+            share(end, "word", "upper", "id") >= CONSISTENT:
+        end += 1
+    return end
 
 
 def _learn_untimed(lines: list[str]) -> HeaderLayout | None:
@@ -359,8 +392,8 @@ class LearnedFormat:
                 return LogLine(time, level, rest.strip(), (), problem or None)
             for p in parts[:-1]:
                 word = p.strip()
-                if level is None and word.upper() in LEVELS:
-                    level = LEVELS[word.upper()]
+                if level is None and level_word(word, False):
+                    level = level_word(word, False)
                 elif word.isdigit():
                     fields.setdefault("pid", word)
                 else:
@@ -371,14 +404,15 @@ class LearnedFormat:
         if m is None:  # fewer tokens than the header has: keep it all as the message
             return LogLine(time, level, rest.strip(), (), problem or None)
         for i in self._level_at:
-            word = m.group(i + 1).strip("[]():,").upper()
-            level = LEVELS.get(word) or SHORT_LEVELS.get(word) or level
+            level = level_word(m.group(i + 1)) or level
         for i in self._num_at[:1]:
             fields["pid"] = m.group(i + 1).strip("[]():,")
         for i in self._thread_at[:1]:
             fields["thread"] = m.group(i + 1)[1:].rsplit("]", 1)[0]
-        if lay.component and m.group(len(lay.columns) + 1):
-            fields["component"] = m.group(len(lay.columns) + 1).rstrip(":]").split("[")[0]
+        comp = m.group(len(lay.columns) + 1) if lay.component else None
+        if comp:
+            fields["component"] = comp.rstrip(":]").split("[")[0]
+            level = level or LEVELS.get(fields["component"].upper())
         return LogLine(time, level, rest[m.end():].strip(), self._emitter(fields),
                        problem or None)
 

@@ -42,6 +42,7 @@ LEVELS = {
     "WARN": "warning", "WARNING": "warning", "ERROR": "error", "ERR": "error",
     "SEVERE": "error", "CRITICAL": "critical", "CRIT": "critical", "FATAL": "critical",
     "ALERT": "critical", "EMERG": "critical", "EMERGENCY": "critical", "PANIC": "critical",
+    "NOTE": "info", "INFORMATION": "info", "DBG": "debug", "WRN": "warning",
 }
 SHORT_LEVELS = {"V": "debug", "D": "debug", "I": "info", "W": "warning", "E": "error",
                 "F": "critical", "A": "critical"}  # logcat; only after numeric pid/tid fields
