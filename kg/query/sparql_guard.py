@@ -28,7 +28,9 @@ def check(query: str) -> str:
     return analyse(query).form
 
 
-@lru_cache(maxsize=32)  # the protocol asks for the shape, then the view checks the query
+# the protocol asks for the shape, then the view checks the query: parsed once. Few entries:
+# a query may be megabytes, and the worker's memory is bounded
+@lru_cache(maxsize=2)
 def analyse(query: str) -> QueryShape:
     """The query's shape, after the checks of :func:`check` (which raise the same)."""
     from pyparsing import ParseException
