@@ -2,16 +2,18 @@
 
 A format reads one text line into its time (UTC epoch seconds), level, message (the text
 after the header, which is what templates are mined from) and the emitter's labels, or
-raises :class:`BadLine` with the reason. The formats (docs/ingest/logs.md has them exactly):
+raises :class:`BadLine` with the reason. A line is never bad for its time alone: a stamp
+that does not read keeps the line with ``time`` None and the reason in ``time_error``. The
+formats (docs/ingest/logs.md has them exactly):
 
 ``syslog``  RFC 5424 (``<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG``) or RFC 3164
-            (``[<PRI>]Mmm dd HH:mm:ss HOST TAG[PID]: MSG``); a line that is neither, or
-            whose stamp is not a valid time, is bad.
+            (``[<PRI>]Mmm dd HH:mm:ss HOST TAG[PID]: MSG``); a line that is neither is bad.
 ``json``    one JSON object per line with a message, a timestamp and optional level and
-            label fields (dotted paths into nested objects); invalid JSON, a missing
-            message or a missing / invalid timestamp make the line bad.
-``plain``   free text. The header is split off by a small set of generic layouts:
-            (1) a leading timestamp (ISO 8601, ``yy/MM/dd HH:mm:ss``, ``yyMMdd HHmmss``,
+            label fields (dotted paths into nested objects); invalid JSON or a missing
+            message make the line bad.
+``plain``   free text. Its header layout is learned per file (:mod:`.header`); when none
+            is, :class:`PlainFormat` splits each line by generic layouts: (1) a leading
+            timestamp (ISO 8601, ``yy/MM/dd HH:mm:ss``, ``yyMMdd HHmmss``,
             ``MM-dd HH:mm:ss.SSS``), then up to three numeric or ``-`` fields (pid, tid),
             an optional level word, an optional ``[thread]``, and a ``component:`` or a
             `` - `` separator; (2) otherwise, when one of the first ten fields is an
@@ -19,11 +21,9 @@ raises :class:`BadLine` with the reason. The formats (docs/ingest/logs.md has th
             (has a digit, is ``-`` or is an upper-case word), everything up to the level;
             (3) otherwise, when the first field looks like a header field and one of the
             first eight is a Unix epoch time (10 or 13 digits, 2000-2100), everything up
-            to that field.
-            A line matching neither is all message and takes the previous line's time.
+            to that field. A line matching neither is all message.
 ``header``  a Loghub-style layout given per input (``<Date> <Time> <Level> <Component>:
-            <Content>``); a line that does not match it, or whose time fields do not
-            parse, is bad.
+            <Content>``); a line that does not match it is bad.
 """
 
 from __future__ import annotations
