@@ -9,7 +9,7 @@ handle never answers from before an acknowledged write.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -41,7 +41,11 @@ class CypherResponse(BaseModel):
     truncated: bool = Field(description="true when the row cap cut the result")
 
 
-def add_query_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
+# A dependency that gives the knowledge graph, plain or a coroutine (FastAPI takes both).
+GraphDependency = Callable[[], KnowledgeGraph | Awaitable[KnowledgeGraph]]
+
+
+def add_query_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
                      queries: Callable[[], QueryWorkers]) -> None:
     @app.post("/v1/cypher", response_model=CypherResponse, tags=["query"], responses=LIMITS)
     def cypher(req: CypherRequest, g: KnowledgeGraph = Depends(kg),
@@ -88,7 +92,7 @@ DATASET_PARAMS = [
 GET_PARAMS = [_param("query", "the SPARQL query (exactly one)"), *DATASET_PARAMS]
 
 
-def add_sparql_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
+def add_sparql_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
                       queries: Callable[[], QueryWorkers]) -> None:
     """The SPARQL 1.1 Protocol endpoint ``/v1/sparql`` (query operation only), with CORS
     for the origins of ``sparql_cors_origins`` (:mod:`api.sparql_cors`)."""
