@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 import urllib.error
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from functools import partial
@@ -118,6 +120,21 @@ def test_sparqlwrapper_update_is_refused(endpoint: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         sw.query()
     assert err.value.code == 403
+
+
+def test_head_on_the_real_server_sends_headers_only(endpoint: str) -> None:
+    """Read from the socket: an HTTP client would drop a body sent to HEAD unseen."""
+    host, port = endpoint.split("//")[1].split("/")[0].split(":")
+    target = "/v1/sparql?" + urllib.parse.urlencode({"query": NAMES})
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"HEAD {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/csv\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"content-type: text/csv" in head.lower()
+    assert body == b""
 
 
 # -- rdflib's SPARQLStore ----------------------------------------------------------------------
