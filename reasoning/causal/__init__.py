@@ -18,18 +18,29 @@ from reasoning.causal.events import (
     write_topology_csv,
 )
 from reasoning.causal.graph import events_from_graph, store_edges, topology_from_graph
-from reasoning.causal.learn import METHOD, CausalEdge, LearnConfig, learn, select_edges
+from reasoning.causal.learn import (
+    EDGE_KINDS,
+    METHOD,
+    CausalEdge,
+    LearnConfig,
+    learn,
+    select_edges,
+)
+from reasoning.causal.prior import CausalPrior, read_prior_csv
 
 __all__ = [
+    "EDGE_KINDS",
     "METHOD",
     "CausalEdge",
     "CausalInputError",
+    "CausalPrior",
     "EventTable",
     "LearnConfig",
     "Topology",
     "events_from_graph",
     "learn",
     "read_events_csv",
+    "read_prior_csv",
     "read_topology_csv",
     "select_edges",
     "store_edges",

@@ -18,6 +18,7 @@ the likelihood; iteration stops when the relative gain falls below ``tol``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +40,10 @@ class HawkesFit:
     iterations: int
 
 
-def fit(design: Design, *, max_iter: int = 500, tol: float = 1e-7) -> HawkesFit:
-    """EM from a neutral start: half of every type's rate to the background."""
+def fit(design: Design, *, max_iter: int = 500, tol: float = 1e-7,
+        on_iteration: Callable[[int], None] | None = None) -> HawkesFit:
+    """EM from a neutral start: half of every type's rate to the background;
+    ``on_iteration(n)`` is called after each iteration (progress reports)."""
     P, N = design.n_features, design.n_entities
     counts = np.array([len(x) for x in design.X], dtype=np.float64)
     mu = 0.5 * counts / (design.span * N) + _FLOOR
@@ -55,6 +58,8 @@ def fit(design: Design, *, max_iter: int = 500, tol: float = 1e-7) -> HawkesFit:
         ll, theta, bg = _em_step(design, theta, mu, w)
         mu, w = _background(design, bg, mu, w)
         total = float(ll.sum())
+        if on_iteration is not None:
+            on_iteration(iterations)
         if np.isfinite(prev) and abs(total - prev) <= tol * abs(total):
             break
         prev = total

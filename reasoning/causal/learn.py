@@ -10,11 +10,16 @@ Method (docs/causal.md has the reasoning and the calibration):
    posterior probability, ``1 / (1 + exp(-(dLL - penalty/2 * df * log n_j)))``, exceeds 1/2
    (``df`` = channels x scales, ``n_j`` = events of type ``j``) and at least
    ``min_support`` effect events are attributed to it.
+   A significant edge must also explain at least ``min_share`` of its effect type's events
+   (an effect size on the same 0..1 scale in every network, unlike the gain, which grows
+   with the number of events).
 3. Optionally (``acyclic``) make the edges a DAG: causal knowledge between event types is
    read as a DAG, as in THP and the expert graphs. ``orientation="order"`` (default) finds a
    global causal order of the types from the gains of all tested pairs
    (:mod:`reasoning.causal.order`) and keeps the edges that agree with it;
    ``orientation="pair"`` only keeps the stronger direction of a pair found both ways.
+   A :class:`reasoning.causal.prior.CausalPrior` guides this step: forbidden pairs are
+   dropped, required and oriented pairs constrain the order, required pairs are kept.
 4. Optionally (``leads_to``, with the order) add the *indirect* edges of the DAG: a cause
    that reaches an effect only through other learned edges "leads to" it. Such an edge has
    ``kind="indirect"``, its ``path`` of types, and the product of the path's confidences.
@@ -28,7 +33,8 @@ over (``sameEntity`` or a topology relation name).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,21 +42,29 @@ from reasoning.causal import hawkes
 from reasoning.causal.events import EventTable, Topology
 from reasoning.causal.features import Design, build_design
 from reasoning.causal.order import causal_order, leads_to
+from reasoning.causal.prior import CausalPrior, constrained_order, order_constraints
 
 METHOD = "topological-hawkes-em-lr"
+EDGE_KINDS = ("direct", "leads-to")
+
+# progress(stage, done, total): stages "features", "fit" (EM iterations; total = max_iter,
+# it may stop earlier) and "tests" (effect types tested)
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class LearnConfig:
-    """Hyperparameters of :func:`learn`; the defaults were chosen on simulated data only."""
+    """Hyperparameters of :func:`learn`; the defaults were chosen by cross-validation across
+    networks (docs/causal.md, ``bench/causal_alarms.py``)."""
 
     scales: tuple[float, ...] = (1 / 3, 1 / 30, 1 / 300, 1 / 3000)  # kernel decay, 1/s
     min_lag: float = 0.0  # a parent must precede its child by more than this (seconds)
     penalty: float = 1.0  # multiplies the BIC penalty; 1 = plain BIC
     min_support: float = 1.0  # effect events that must be attributed to an edge
+    min_share: float = 0.0  # share of the effect type's events an edge must explain, 0..1
     acyclic: bool = True
     orientation: str = "order"  # "order": a global causal order; "pair": per 2-cycle
-    leads_to: bool = True  # also report indirect ("leads to") edges (orientation "order")
+    leads_to: bool = False  # also report indirect ("leads to") edges (orientation "order")
     max_iter: int = 500
     tol: float = 1e-7
     min_events: int = 1  # event types with fewer events are left out
@@ -62,6 +76,8 @@ class LearnConfig:
             raise ValueError(f"min_lag must be >= 0 seconds, got {self.min_lag}")
         if self.penalty < 0 or self.min_support < 0:
             raise ValueError("penalty and min_support must be >= 0")
+        if not 0 <= self.min_share <= 1:
+            raise ValueError(f"min_share must be a share in 0..1, got {self.min_share}")
         if self.max_iter < 1 or not self.tol > 0:
             raise ValueError("max_iter must be >= 1 and tol > 0")
         if self.orientation not in ("order", "pair"):
@@ -90,40 +106,54 @@ class CausalEdge:
     bic_unit: float  # the BIC penalty of one edge into this effect type
     kind: str = "direct"  # or "indirect"
     path: tuple[str, ...] = ()  # indirect edges: the types from cause to effect
+    share: float = 0.0  # share of the effect type's events attributed to the cause
+    prior: str = ""  # "required" / "oriented" when given knowledge decided it
 
 
-def learn(events: EventTable, topology: Topology, config: LearnConfig | None = None
+def learn(events: EventTable, topology: Topology, config: LearnConfig | None = None, *,
+          prior: CausalPrior | None = None, progress: ProgressFn | None = None
           ) -> list[CausalEdge]:
     """Causal edges between the event types of ``events``, strongest first.
 
     Direct edges come first, then indirect ones; pure and deterministic: the same events,
-    topology and config give the same edges.
+    topology, config and prior give the same edges. ``progress`` is told how far it got.
     """
     config = config or LearnConfig()
+    tell = progress or (lambda stage, done, total: None)
     events = _frequent_types(events, config.min_events)
     if events.n_types < 2 or len(events) < 2:
         return []
+    tell("features", 0, 1)
     design = build_design(events, topology, config.scales, config.min_lag)
-    fitted = hawkes.fit(design, max_iter=config.max_iter, tol=config.tol)
-    return select_edges(_test_edges(design, fitted, events, config), events.type_names, config)
+    tell("features", 1, 1)
+    fitted = hawkes.fit(design, max_iter=config.max_iter, tol=config.tol,
+                        on_iteration=lambda n: tell("fit", n, config.max_iter))
+    tested = _test_edges(design, fitted, events, config,
+                         lambda n: tell("tests", n, events.n_types))
+    return select_edges(tested, events.type_names, config, prior)
 
 
 def select_edges(tested: list[CausalEdge], type_names: tuple[str, ...] | list[str],
-                 config: LearnConfig) -> list[CausalEdge]:
+                 config: LearnConfig, prior: CausalPrior | None = None
+                 ) -> list[CausalEdge]:
     """Steps 2-4 on tested candidate edges: the significance rule, the DAG, "leads to".
 
     ``tested`` are direct candidates with their gains (``learn`` with ``penalty=0``,
-    ``acyclic=False`` returns them), so that selection rules can be compared without
-    refitting; ``learn`` itself ends with this call.
+    ``min_support=0``, ``acyclic=False`` returns them), so that selection rules can be
+    compared without refitting; ``learn`` itself ends with this call.
     """
     names = tuple(type_names)
-    tested = [e for e in tested if e.kind == "direct"]
+    prior = prior or CausalPrior()
+    tested = [e for e in tested if e.kind == "direct" and (e.cause, e.effect)
+              not in prior.forbidden]
     edges = [e for e in tested
-             if e.llr > config.penalty * e.bic_unit and e.support >= config.min_support]
+             if e.llr > config.penalty * e.bic_unit and e.support >= config.min_support
+             and e.share >= config.min_share]
     if config.acyclic and config.orientation == "pair":
         edges = _drop_weaker_direction(edges)
     elif config.acyclic:
-        edges = _agree_with_order(edges, tested, names)
+        edges = _agree_with_order(edges, tested, names, prior)
+    edges = _with_prior(edges, tested, names, prior)
     edges.sort(key=lambda e: (-e.llr, e.cause, e.effect))
     if config.acyclic and config.leads_to and config.orientation == "order":
         edges += _indirect(edges, names)  # the 2-cycle rule can leave longer cycles
@@ -141,7 +171,7 @@ def _frequent_types(events: EventTable, min_events: int) -> EventTable:
 
 
 def _test_edges(design: Design, fitted: hawkes.HawkesFit, events: EventTable,
-                config: LearnConfig) -> list[CausalEdge]:
+                config: LearnConfig, done: Callable[[int], None]) -> list[CausalEdge]:
     """Every candidate edge with its likelihood-ratio gain, significant or not."""
     K = design.n_types
     df = len(design.channels) * len(design.scales)
@@ -165,7 +195,9 @@ def _test_edges(design: Design, fitted: hawkes.HawkesFit, events: EventTable,
                 confidence=_posterior(llr - unit), support=int(round(support)),
                 weight=float(theta[j, :, :, i].sum()),
                 lag_seconds=float(by_scale @ lags / by_scale.sum()),
-                via=design.channels[int(np.argmax(by_channel))], llr=llr, bic_unit=unit))
+                via=design.channels[int(np.argmax(by_channel))], llr=llr, bic_unit=unit,
+                share=support / max(float(counts[j]), 1.0)))
+        done(j + 1)
     return out
 
 
@@ -187,15 +219,47 @@ def _drop_weaker_direction(edges: list[CausalEdge]) -> list[CausalEdge]:
 
 
 def _agree_with_order(edges: list[CausalEdge], tested: list[CausalEdge],
-                      names: tuple[str, ...]) -> list[CausalEdge]:
-    """The edges that point forward in the causal order found from all tested gains."""
+                      names: tuple[str, ...], prior: CausalPrior) -> list[CausalEdge]:
+    """The edges that point forward in the causal order found from all tested gains and
+    the prior's known directions (the order keeps every required and oriented pair)."""
     code = {n: k for k, n in enumerate(names)}
     gain = np.zeros((len(names), len(names)))
     for e in tested:
         gain[code[e.cause], code[e.effect]] = e.llr
+    after = order_constraints(prior, names)
+    for a, children in enumerate(after):
+        gain[children, a] = 0.0  # evidence against known directions does not count
+    order = constrained_order(causal_order(gain), after)
+    if order is None:
+        raise ValueError("the prior's required and oriented pairs form a cycle")
     position = np.empty(len(names), dtype=np.int64)
-    position[causal_order(gain)] = np.arange(len(names))
+    position[order] = np.arange(len(names))
     return [e for e in edges if position[code[e.cause]] < position[code[e.effect]]]
+
+
+def _with_prior(edges: list[CausalEdge], tested: list[CausalEdge], names: tuple[str, ...],
+                prior: CausalPrior) -> list[CausalEdge]:
+    """Mark edges whose direction the prior gave; add the required pairs the data did not
+    select (with the numbers of their test when they were tested)."""
+    if not prior:
+        return edges
+    by_pair = {(e.cause, e.effect): e for e in tested}
+    out = []
+    for e in edges:
+        pair = (e.cause, e.effect)
+        if pair in prior.required:
+            e = replace(e, prior="required", confidence=1.0)
+        elif pair in prior.oriented or (e.effect, e.cause) in prior.directed:
+            e = replace(e, prior="oriented")
+        out.append(e)
+    have = {(e.cause, e.effect) for e in out}
+    present = set(names)
+    for a, b in sorted(prior.required - have):
+        if a not in present or b not in present:
+            continue  # a type without events in this range
+        base = by_pair.get((a, b)) or CausalEdge(a, b, 1.0, 0, 0.0, 0.0, "", 0.0, 0.0)
+        out.append(replace(base, confidence=1.0, prior="required"))
+    return out
 
 
 def _indirect(direct: list[CausalEdge], names: tuple[str, ...]) -> list[CausalEdge]:
