@@ -1,10 +1,13 @@
 """The learner and the knowledge graph: event history in, causal knowledge out.
 
-* :func:`events_from_graph` reads the event table from the graph's events — every
+* :func:`history_from_graph` reads the event table from the graph's events — every
   ``Alert``, ``Alarm``, ``Anomaly`` or ``LogEvent`` with a time (``eventTime``, else
   ``startTime``), an event type (``instanceOf`` an EventType, or ``hasTemplate`` a log
-  template) and the resource it is about (``aboutEntity``). Event types and entities are
-  identified by IRI. Events of other kinds, without a type, entity or time are skipped.
+  template) and the resource it is about (``aboutEntity``) — of one scope (events whose IRI
+  was minted in the scope or a scope below it) or of all. Event types and entities are
+  identified by IRI. Events of other kinds, without a type or time are skipped; typed events
+  without a resource (alarms on devices the graph does not know) are counted per device
+  name (their ``labels.entity``) in :attr:`EventHistory.unresolved`.
 * :func:`topology_from_graph` takes the adjacency between those resources from the analytic
   snapshot (currently valid relations, any type, labelled with the relation type).
 * :func:`store_edges` writes each learned edge as a ``CausalEdge`` entity (IRI
@@ -22,7 +25,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from kg.facts import Entity, FactBatch, Relation, now_utc, utc
@@ -40,28 +45,92 @@ _EVENTS_QUERY = (
     "MATCH (e:Entity)-[:{rel}]->(t:Entity) MATCH (e)-[:aboutEntity]->(r:Entity) "
     "WHERE e.kind IN $kinds RETURN e.iri, t.iri, r.iri, e.eventTime, e.startTime"
 )
+_TYPED_QUERY = (
+    "MATCH (e:Entity)-[:{rel}]->(t:Entity) WHERE e.kind IN $kinds "
+    "RETURN e.iri, e.eventTime, e.startTime, e.labels"
+)
 
 
-def events_from_graph(kg: KnowledgeGraph, *, since: datetime | None = None,
-                      until: datetime | None = None,
-                      kinds: Sequence[str] = EVENT_CLASSES) -> EventTable:
-    """The event table of the graph's events (optionally those in ``[since, until)``)."""
+@dataclass
+class EventHistory:
+    """The learner's event table, and the typed events it could not place on a resource."""
+
+    events: EventTable
+    unresolved: dict[str, int] = field(default_factory=dict)  # device name -> events
+
+    @property
+    def unresolved_events(self) -> int:
+        return sum(self.unresolved.values())
+
+
+def scope_prefix(kg: KnowledgeGraph, scope: str) -> str:
+    """The IRI prefix of everything minted in ``scope`` (and the scopes below it)."""
+    probe = mint_iri(scope, "k", "k", kg.settings.iri_base)
+    return probe[:-len("k/k")]
+
+
+def history_from_graph(kg: KnowledgeGraph, *, scope: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       kinds: Sequence[str] = EVENT_CLASSES) -> EventHistory:
+    """The events of ``scope`` (None: every scope) in ``[since, until)``."""
     lo = utc(since).timestamp() if since else None
     hi = utc(until).timestamp() if until else None
+    prefix = scope_prefix(kg, scope) if scope else ""
+
+    def wanted(iri: str, when: object) -> float | None:
+        if when is None or not iri.startswith(prefix):
+            return None
+        t = utc(when).timestamp()  # type: ignore[arg-type]
+        return None if (lo is not None and t < lo) or (hi is not None and t >= hi) else t
+
     seen: dict[str, tuple[float, str, str]] = {}
+    typed: dict[str, str] = {}  # typed events in range -> the device name of their labels
     for rel in ("instanceOf", "hasTemplate"):
         res = kg.store.query(_EVENTS_QUERY.format(rel=rel), {"kinds": list(kinds)},
                              max_rows=10_000_000)
         for iri, etype, entity, event_time, start_time in res.rows:
-            when = event_time or start_time
-            if when is None or iri in seen:
-                continue
-            t = utc(when).timestamp()
-            if (lo is not None and t < lo) or (hi is not None and t >= hi):
-                continue
-            seen[iri] = (t, etype, entity)
-    rows = sorted(seen.values())
-    return EventTable.from_rows(rows)
+            t = wanted(iri, event_time or start_time)
+            if t is not None and iri not in seen:
+                seen[iri] = (t, etype, entity)
+        res = kg.store.query(_TYPED_QUERY.format(rel=rel), {"kinds": list(kinds)},
+                             max_rows=10_000_000)
+        for iri, event_time, start_time, labels in res.rows:
+            if wanted(iri, event_time or start_time) is not None:
+                typed[iri] = _device(labels)
+    unresolved: dict[str, int] = {}
+    for iri, device in typed.items():
+        if iri not in seen:
+            unresolved[device] = unresolved.get(device, 0) + 1
+    return EventHistory(EventTable.from_rows(sorted(seen.values())),
+                        dict(sorted(unresolved.items(), key=lambda kv: (-kv[1], kv[0]))))
+
+
+def events_from_graph(kg: KnowledgeGraph, *, scope: str | None = None,
+                      since: datetime | None = None, until: datetime | None = None,
+                      kinds: Sequence[str] = EVENT_CLASSES) -> EventTable:
+    """The event table of the graph's events (see :func:`history_from_graph`)."""
+    return history_from_graph(kg, scope=scope, since=since, until=until, kinds=kinds).events
+
+
+def prior_from_graph(kg: KnowledgeGraph, *, exclude_source_prefix: str = "causal/"
+                     ) -> list[tuple[str, str, str]]:
+    """Asserted causal knowledge in the graph: ``causes`` links between event types that
+    no learning run wrote (an alarm catalogue, an expert's file), as required pairs."""
+    res = kg.store.query(
+        "MATCH (a:Entity)-[r:causes]->(b:Entity) WHERE r.validTo IS NULL "
+        "RETURN a.iri, b.iri, r.source", max_rows=1_000_000)
+    return sorted({(str(a), str(b), "required") for a, b, src in res.rows
+                   if not str(src or "").startswith(exclude_source_prefix)})
+
+
+def _device(labels: object) -> str:
+    try:
+        value = json.loads(labels) if isinstance(labels, str) else labels
+    except ValueError:
+        return "(unknown)"
+    if isinstance(value, dict) and value.get("entity"):
+        return str(value["entity"])
+    return "(unknown)"
 
 
 def topology_from_graph(kg: KnowledgeGraph, entities: Iterable[str]) -> Topology:
