@@ -1,10 +1,11 @@
 """Topology ingest: the shape of the infrastructure, as snapshots of a scope.
 
 Formats (docs/ingest/topology.md): ``native`` (YAML/JSON entities and relations),
-``graphml`` (Internet Topology Zoo networks), ``k8s`` (Kubernetes manifests) and
-``dependencies`` (service dependency CSV). Each input is one snapshot of its source in its
-scope (:class:`ingest.base.Snapshot`): facts the previous snapshot of the same source had
-and this one lacks are retired, an older snapshot is rejected.
+``graphml`` (Internet Topology Zoo networks), ``k8s`` (Kubernetes manifests),
+``dependencies`` (service dependency CSV) and ``links`` (device link CSV). Each input is
+one snapshot of its source in its scope (:class:`ingest.base.Snapshot`): facts the previous
+snapshot of the same source had and this one lacks are retired, an older snapshot is
+rejected.
 
 Options: ``format`` (force one format instead of detecting it by extension and content),
 ``snapshot`` (the snapshot's name within the scope; default the file stem).
@@ -19,7 +20,7 @@ import yaml
 from ingest.base import IngestContext, IngestError, Input, Record, Snapshot, SnapshotTooOld
 from kg.facts import now_utc
 
-from . import dependencies, graphml, kubernetes, native
+from . import dependencies, graphml, kubernetes, links, native
 
 PATTERNS = ("*.graphml", "*.yaml", "*.yml", "*.json", "*.csv")
 FORMATS: dict[str, Callable[[IngestContext, Input, str, str], Iterator[Record]]] = {
@@ -27,6 +28,7 @@ FORMATS: dict[str, Callable[[IngestContext, Input, str, str], Iterator[Record]]]
     "graphml": graphml.records,
     "k8s": kubernetes.records,
     "dependencies": dependencies.records,
+    "links": links.records,
 }
 
 
@@ -36,7 +38,7 @@ def detect(inp: Input) -> str | None:
     if name.endswith(".graphml"):
         return "graphml"
     if name.endswith(".csv"):
-        return "dependencies"
+        return "links" if links.looks_like_links(inp.read_text()) else "dependencies"
     if name.endswith((".yaml", ".yml", ".json")):
         head = inp.read_text()
         try:
