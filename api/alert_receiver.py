@@ -94,8 +94,11 @@ class AlertReceiver:
             report = IngestReport("alerts")
             sink = Sink(self.kg, report, batch_size=1_000_000)
             counts = []
-            for j in jobs:
-                ctx = IngestContext(self.kg, report, sink, j.scope, None, j.options)
+            ctxs = [IngestContext(self.kg, report, sink, j.scope, None, j.options)
+                    for j in jobs]
+            self.receiver.prefetch([(c, j.payload, "alertmanager")
+                                    for c, j in zip(ctxs, jobs, strict=True)])
+            for j, ctx in zip(jobs, ctxs, strict=True):
                 recs = self.receiver.records(ctx, j.payload, "alertmanager")
                 for rec in recs:
                     sink.add(rec)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.deps import GraphDependency, WriterDependency
 from kg.graph import KnowledgeGraph
 
 log = logging.getLogger("autocnc.causal")
@@ -60,8 +60,8 @@ class CausalLearnRequest(BaseModel):
     dry_run: bool = Field(False, alias="dryRun", description="learn, store nothing")
 
 
-def add_causal_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
-                      writer: Callable[..., None], guard: threading.Lock) -> None:
+def add_causal_routes(app: FastAPI, kg: GraphDependency,
+                      writer: WriterDependency, guard: threading.Lock) -> None:
     @app.post("/v1/causal/learn", tags=["reasoning"], dependencies=[Depends(writer)])
     async def learn(req: CausalLearnRequest, g: KnowledgeGraph = Depends(kg)
                     ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.deps import GraphDependency, WriterDependency
 from ingest import Input, run_ingest
 from kg.config import Settings
 from kg.facts import utc
@@ -22,8 +23,8 @@ from kg.graph import KnowledgeGraph
 Kind = Literal["topology", "metrics", "logs", "runbooks", "alerts", "traces"]
 
 
-def add_ingest_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
-                      writer: Callable[..., None], guard: threading.Lock,
+def add_ingest_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
+                      writer: WriterDependency, guard: threading.Lock,
                       after_write: Callable[[], None] = lambda: None) -> None:
     @app.post("/v1/ingest/{kind}", tags=["ingest"], dependencies=[Depends(writer)])
     async def ingest_file(

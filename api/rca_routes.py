@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from api.deps import GraphDependency, WriterDependency
 from api.incident_worker import incident_json
 from kg.graph import KnowledgeGraph
 from reasoning.rca import RCAService
@@ -54,8 +55,8 @@ class RCARequest(BaseModel):
         return self
 
 
-def add_rca_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
-                   rca: Callable[[], RCAService], writer: Callable[..., None],
+def add_rca_routes(app: FastAPI, kg: GraphDependency,
+                   rca: Callable[[], RCAService], writer: WriterDependency,
                    guard: threading.Lock) -> None:
     @app.post("/v1/rca", tags=["rca"], response_class=Response,
               responses={200: {"content": {"application/json": {}}}})

@@ -10,13 +10,13 @@ configured, and answer after the facts are durable.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.deps import GraphDependency, WriterDependency
 from kg.graph import KnowledgeGraph
 from reasoning.recommend import (
     BadQuery,
@@ -90,8 +90,8 @@ class TrainRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=10_000)
 
 
-def add_recommend_routes(app: FastAPI, kg: Callable[[], KnowledgeGraph],
-                         writer: Callable[..., None], guard: threading.Lock) -> None:
+def add_recommend_routes(app: FastAPI, kg: GraphDependency,
+                         writer: WriterDependency, guard: threading.Lock) -> None:
     held: dict[int, Recommender] = {}
 
     def recommender(g: KnowledgeGraph) -> Recommender:

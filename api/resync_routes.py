@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException
 
 from api.alert_resync import ResyncBusy, ResyncSchedule, ResyncTimedOut
+from api.deps import GraphDependency, WriterDependency
 from kg.alertmanager import AlertmanagerError, AlertmanagerUnavailable
 from kg.graph import KnowledgeGraph
 
 
-def add_resync_routes(app: FastAPI, kg: Callable[..., KnowledgeGraph],
-                      writer: Callable[..., None],
+def add_resync_routes(app: FastAPI, kg: GraphDependency,
+                      writer: WriterDependency,
                       schedule: Callable[[], ResyncSchedule | None]) -> None:
     @app.post("/v1/alerts/resync", tags=["ingest"], dependencies=[Depends(writer)],
               responses={409: {"description": "resync not configured, or one is running"},

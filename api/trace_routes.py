@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from api.deps import GraphDependency, WriterDependency
 from ingest import IngestError, IngestReport, Input, run_ingest
 from kg.config import Settings
 from kg.graph import KnowledgeGraph
@@ -29,8 +30,8 @@ JSON = "application/json"
 INVALID_ARGUMENT = 3  # google.rpc.Code
 
 
-def add_trace_routes(app: FastAPI, settings: Settings, kg: Callable[[], KnowledgeGraph],
-                     writer: Callable[..., None], guard: threading.Lock,
+def add_trace_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
+                     writer: WriterDependency, guard: threading.Lock,
                      after_write: Callable[[], None] = lambda: None) -> None:
     @app.post("/v1/traces", tags=["ingest"], dependencies=[Depends(writer)],
               responses={400: {"description": "malformed request (google.rpc.Status)"},

@@ -264,6 +264,29 @@ class AlertmanagerReceiver:
         self._closed.clear()
         self._pods.clear()
 
+    def prefetch(self, notes: Sequence[tuple[IngestContext, Any, str]]) -> None:
+        """Look up what the records of many notifications need with one store read each
+        (label resolutions, occurrences, pods), for the receiver's group commit: one
+        notification after another, each cost ~2 reads, a third of the writer's time in a
+        storm. Malformed notifications are left to :meth:`records` to report."""
+        items: list[tuple[str, Mapping[str, str]]] = []
+        occ: list[str] = []
+        for ctx, payload, name in notes:
+            try:
+                alerts = parse_payload(payload).alerts
+            except WebhookPayloadError:
+                continue
+            scope = ctx.scope_for(Input(name))
+            items.extend((scope, a.labels) for a in alerts)
+            occ.extend(ctx.iri(scope, "Alert", a.key) for a in alerts)
+        if not items:
+            return
+        found = self.resolver.resolve_many(items)
+        base = notes[0][0].base
+        self._learn(occ, [_pod_candidates(scope, labels, base) if r.how == "exact"
+                          and r.label == "pod" else None
+                          for (scope, labels), r in zip(items, found, strict=True)])
+
     def records(self, ctx: IngestContext, payload: Any, name: str) -> list[Record]:
         """The records of one notification; WebhookPayloadError if it is malformed."""
         note = parse_payload(payload)
