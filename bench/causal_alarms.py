@@ -1,33 +1,44 @@
-"""Benchmark: learned alarm causality against an expert graph, plus simulated validation.
+"""Benchmark: learned alarm causality against expert graphs, defaults chosen across networks.
 
 Data: ``../shared/data/telecom-alarms/24V_439N_Microwave`` (PCIC 2021 / gCastle, MIT
 licence): 64,598 alarms of 24 types on 439 devices, the device topology, and an
 expert-labelled cause -> effect graph between alarm types (``dag_edges.csv``, row = cause).
+``--data`` takes more networks in the same layout (``Alarm.csv``, ``topology_edges.csv``,
+``dag_edges.csv``); each network is read through the learner's documented CSV formats
+(docs/causal.md) in a temporary folder.
 
-The alarms and the topology are first converted into the learner's documented formats
-(docs/causal.md: an event table CSV ``time,event_type,entity`` and a topology CSV
-``source,target,relation``) in a temporary folder; the engine reads only those files, through
-the same code path as any other input. The expert graph is used for the final score only.
+**Networks for cross-validation.** Every real network is cut into two regions along its
+topology (its connected components, dealt to the region with fewer alarms so far): the
+regions share alarm semantics and expert graph but no device and no link. Beside them, four
+simulated networks with known graphs (:func:`reasoning.causal.simulate.validation_settings`:
+``dense-deep``, ``dense-mid``, ``large-skewed``, ``storms``). Per dataset the candidate edges
+are tested once (no selection); every rule of the grid (penalty, ``min_share``, leads-to
+edges on/off) is then applied to the same candidates.
 
-Printed: method and hyperparameters, edges found, precision / recall / F1 over directed
-edges, and, in the same run, the F1 of the complete graph and of random graphs with as
-many edges (mean of ``--random-seeds``), the skeleton precision and orientation accuracy
-(diagnostics), the runtime, and the scores on the simulated calibration settings
-(:func:`reasoning.causal.simulate.validation_settings`). ``--calibrate`` also prints the
-grid on the simulated settings from which the defaults were chosen.
+**Held-out figures (the headline).** Leave one *network* out: the rule is chosen on every
+other network (both regions of a real network leave together) and scored on the one left
+out. A rule is chosen by the mean over training datasets of ``min(F1 - F1 of all edges,
+precision - 0.5)``, the smaller of the two target margins. The same is done with a prior of
+20 % of the true edges (``required``; seed 0), whose own edges are left out of every score.
+In-sample figures (the rule chosen on all networks, scored on the same data, and
+``--in-sample`` on the whole real network) are extras, labelled so.
 
-    .venv/bin/python bench/causal_alarms.py [--data DIR] [--sim-seeds 2] [--calibrate]
+Baselines on the same pairs: all edges (every ordered pair), and random graphs with as
+many edges as the method found (mean of ``--random-seeds``).
+
+    .venv/bin/python bench/causal_alarms.py [--data DIR ...] [--in-sample] [--random-seeds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +46,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reasoning.causal import (  # noqa: E402
-    METHOD,
     CausalEdge,
+    CausalPrior,
+    EventTable,
     LearnConfig,
+    Topology,
     learn,
     read_events_csv,
     read_topology_csv,
@@ -49,15 +62,30 @@ from reasoning.causal.simulate import simulate, validation_settings  # noqa: E40
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "telecom-alarms" / "24V_439N_Microwave"
+SIMULATED = ("dense-deep", "dense-mid", "large-skewed", "storms")
+RAW = LearnConfig(penalty=0.0, min_support=0.0, acyclic=False, leads_to=False)
+GRID = [LearnConfig(penalty=p, min_share=s, leads_to=lt) for p, s, lt in
+        itertools.product((0.5, 1.0, 2.0, 4.0), (0.0, 0.01, 0.02, 0.05), (False, True))]
+PRIOR_SHARE = 0.2
 Edges = set[tuple[str, str]]
 
 
-def convert(data: Path, out: Path) -> tuple[Path, Path]:
-    """Alarm.csv and topology_edges.csv -> the documented event table and topology CSVs.
+@dataclass
+class Dataset:
+    name: str
+    network: str  # datasets of one network leave together
+    types: tuple[str, ...]
+    truth: Edges
+    tested: list[CausalEdge]  # candidate edges with their gains, no selection
+    events: int
+    seconds: float
 
-    ``start_timestamp`` (whole seconds from the start of the log) is kept as seconds since
-    the epoch; alarm ids become type names, device ids entity names.
-    """
+
+# -- data ----------------------------------------------------------------------------------
+
+def convert(data: Path, out: Path) -> tuple[Path, Path]:
+    """Alarm.csv and topology_edges.csv -> the documented event table and topology CSVs
+    (``start_timestamp``, whole seconds from the start of the log, as epoch seconds)."""
     with (data / "Alarm.csv").open(newline="") as fh:
         rows = [(float(r["start_timestamp"]), f"alarm-{r['alarm_id']}", f"device-{r['device_id']}")
                 for r in csv.DictReader(fh)]
@@ -76,6 +104,109 @@ def expert_edges(data: Path) -> Edges:
                 for r in csv.DictReader(fh)}
 
 
+def read_network(data: Path) -> tuple[EventTable, Topology, Edges]:
+    with tempfile.TemporaryDirectory() as tmp:
+        events, topology = convert(data, Path(tmp))
+        return read_events_csv(events), read_topology_csv(topology), expert_edges(data)
+
+
+def regions(events: EventTable, topology: Topology) -> list[tuple[EventTable, Topology]]:
+    """Two device-disjoint regions: connected components dealt to the lighter region."""
+    parent = list(range(events.n_entities))
+
+    def root(v: int) -> int:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    code = {n: i for i, n in enumerate(events.entity_names)}
+    for a, b, _ in topology.edges:
+        if a in code and b in code:
+            parent[root(code[a])] = root(code[b])
+    load = np.bincount(events.entities, minlength=events.n_entities)
+    comps: dict[int, list[int]] = {}
+    for v in range(events.n_entities):
+        comps.setdefault(root(v), []).append(v)
+    side = np.zeros(events.n_entities, dtype=np.int64)
+    totals = [0, 0]
+    for members in sorted(comps.values(), key=lambda m: (-int(load[m].sum()), m[0])):
+        k = int(np.argmin(totals))
+        side[members] = k
+        totals[k] += int(load[members].sum())
+    out = []
+    for k in (0, 1):
+        keep = side[events.entities] == k
+        names = {events.entity_names[v] for v in np.nonzero(side == k)[0]}
+        sub = EventTable.from_arrays(events.times[keep],
+                                     [events.type_names[t] for t in events.types[keep]],
+                                     [events.entity_names[v] for v in events.entities[keep]])
+        out.append((sub, Topology.from_edges(e for e in topology.edges if e[0] in names)))
+    return out
+
+
+def tested(name: str, network: str, events: EventTable, topology: Topology,
+           truth: Edges) -> Dataset:
+    t0 = time.perf_counter()
+    raw = learn(events, topology, RAW)
+    return Dataset(name, network, events.type_names, truth, raw, len(events),
+                   time.perf_counter() - t0)
+
+
+def datasets(networks: Sequence[Path]) -> list[Dataset]:
+    out = []
+    for data in networks:
+        events, topology, truth = read_network(data)
+        for k, (sub, topo) in enumerate(regions(events, topology)):
+            out.append(tested(f"{data.name}/region-{k}", data.name, sub, topo, truth))
+    for settings in validation_settings():
+        if settings.name in SIMULATED:
+            sim = simulate(settings, 0)
+            out.append(tested(f"sim/{settings.name}", f"sim/{settings.name}", sim.events,
+                              sim.topology, sim.true_edges()))
+    return out
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+def prior_for(truth: Edges, seed: int = 0) -> CausalPrior:
+    """``PRIOR_SHARE`` of the true edges, drawn with ``seed``, as required pairs."""
+    ordered = sorted(truth)
+    pick = np.random.default_rng(seed).choice(len(ordered), round(PRIOR_SHARE * len(ordered)),
+                                              replace=False)
+    return CausalPrior.from_rows((*ordered[i], "required") for i in sorted(pick))
+
+
+@dataclass
+class Score:
+    edges: int
+    precision: float
+    recall: float
+    f1: float
+    all_f1: float  # every ordered pair
+    all_precision: float
+    random_f1: float = float("nan")
+
+    @property
+    def margin(self) -> float:
+        """The smaller target margin: F1 over all edges, precision over 0.5."""
+        return min(self.f1 - self.all_f1, self.precision - 0.5)
+
+
+def score(d: Dataset, config: LearnConfig, prior: CausalPrior | None,
+          random_seeds: int = 0) -> Score:
+    found = {(e.cause, e.effect) for e in select_edges(d.tested, d.types, config, prior)}
+    leave_out = set(prior.required | prior.forbidden | prior.oriented) if prior else set()
+    pairs = {(a, b) for a in d.types for b in d.types if a != b} - leave_out
+    truth, found = d.truth & pairs, found & pairs
+    p, r, f1 = prf(found, truth)
+    every = prf(pairs, truth)
+    s = Score(len(found), p, r, f1, every[2], every[0])
+    if random_seeds:
+        s.random_f1 = random_f1(sorted(pairs), len(found), truth, random_seeds)
+    return s
+
+
 def prf(found: Edges, truth: Edges) -> tuple[float, float, float]:
     tp = len(found & truth)
     p = tp / len(found) if found else 0.0
@@ -83,124 +214,89 @@ def prf(found: Edges, truth: Edges) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def random_f1(types: list[str], n_edges: int, truth: Edges, seeds: int) -> float:
-    pairs = [(a, b) for a in types for b in types if a != b]
+def random_f1(pairs: list[tuple[str, str]], n_edges: int, truth: Edges, seeds: int) -> float:
     scores = []
     for seed in range(seeds):
-        pick = np.random.default_rng(seed).choice(len(pairs), size=n_edges, replace=False)
+        pick = np.random.default_rng(seed).choice(len(pairs), size=min(n_edges, len(pairs)),
+                                                  replace=False)
         scores.append(prf({pairs[i] for i in pick}, truth)[2])
     return float(np.mean(scores))
 
 
-def real_benchmark(data: Path, config: LearnConfig, random_seeds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        events_csv, topology_csv = convert(data, Path(tmp))
-        t0 = time.perf_counter()
-        events, topology = read_events_csv(events_csv), read_topology_csv(topology_csv)
-        edges = learn(events, topology, config)
-        elapsed = time.perf_counter() - t0
-        before = learn(events, topology, replace(config, orientation="pair", leads_to=False))
-    truth = expert_edges(data)
-    types = list(events.type_names)
-    complete = {(a, b) for a in types for b in types if a != b}
-    print(f"data: {data.name}: {len(events)} events, {events.n_types} types, "
-          f"{events.n_entities} entities, {len(topology.edges)} links; "
-          f"expert graph {len(truth)} edges")
-    print(f"method: {METHOD} (+ global causal order, + leads-to closure)")
-    print(f"hyperparameters: {asdict(config)}")
-    print(f"complete graph ({len(complete)} edges): F1 {prf(complete, truth)[2]:.4f}")
-    direct = {(e.cause, e.effect) for e in edges if e.kind == "direct"}
-    every = {(e.cause, e.effect) for e in edges}
-    for label, found in (("direct + leads-to (all edges)", every), ("direct edges only", direct),
-                         ("previous default: 2-cycle rule, direct", _pairs(before))):
-        p, r, f1 = prf(found, truth)
-        print(f"{label}: {len(found)} edges   precision {p:.4f}   recall {r:.4f}   F1 {f1:.4f}"
-              f"   | random graph with {len(found)} edges (mean of {random_seeds}): "
-              f"F1 {random_f1(types, len(found), truth, random_seeds):.4f}")
-    undirected = truth | {(b, a) for a, b in truth}
-    hits = direct & undirected
-    print(f"diagnostics (direct edges): skeleton precision {len(hits) / max(len(direct), 1):.4f} "
-          f"(edge in either direction), orientation accuracy "
-          f"{len(direct & truth) / max(len(hits), 1):.4f} on those; "
-          f"via: {_count(e.via for e in edges if e.kind == 'direct')}")
-    print(f"runtime (read + learn): {elapsed:.1f} s")
+def choose(train: list[Dataset], with_prior: bool) -> LearnConfig:
+    """The grid rule with the best mean target margin over ``train`` (ties: first)."""
+    def mean_margin(config: LearnConfig) -> float:
+        return float(np.mean([score(d, config, prior_for(d.truth) if with_prior else None)
+                              .margin for d in train]))
+    return max(GRID, key=mean_margin)
 
 
-def simulated_validation(config: LearnConfig, seeds: int) -> None:
-    print(f"simulated validation (known graphs, seeds 0..{seeds - 1}; docs/causal.md): "
-          "direct edges vs the true graph; all edges vs its leads-to closure")
-    means = []
-    for settings in validation_settings():
-        scores = []
-        for seed in range(seeds):
-            sim = simulate(settings, seed)
-            edges = learn(sim.events, sim.topology, config)
-            direct = {(e.cause, e.effect) for e in edges if e.kind == "direct"}
-            scores.append(prf(direct, sim.true_edges())
-                          + prf(_pairs(edges), sim.leads_to_edges()))
-        p, r, f1, _, _, f1_all = np.mean(scores, axis=0)
-        means.append((f1, f1_all))
-        print(f"  {settings.name:<14} events ~{len(sim.events):>6}  direct: precision {p:.3f}  "
-              f"recall {r:.3f}  F1 {f1:.3f}   all vs leads-to: F1 {f1_all:.3f}")
-    m = np.mean(means, axis=0)
-    print(f"  mean F1 direct {m[0]:.3f} (worst {min(x[0] for x in means):.3f}), "
-          f"all vs leads-to {m[1]:.3f} (worst {min(x[1] for x in means):.3f})")
+# -- report --------------------------------------------------------------------------------
+
+def rule(c: LearnConfig) -> str:
+    kinds = "on" if c.leads_to else "off"
+    return f"penalty {c.penalty:g}, min_share {c.min_share:g}, leads-to {kinds}"
 
 
-def calibrate(seeds: int) -> None:
-    """The grid the defaults were chosen from, on the simulated settings only.
-
-    Learned once per simulation with no selection (``penalty=0``, no DAG step); every rule
-    is then applied to the same tested candidates with :func:`select_edges`.
-    """
-    runs = []
-    for settings in validation_settings():
-        for seed in range(seeds):
-            sim = simulate(settings, seed)
-            raw = learn(sim.events, sim.topology, LearnConfig(
-                penalty=0.0, min_support=0.0, acyclic=False, leads_to=False))
-            runs.append((sim, raw))
-    print("calibration grid (simulated settings x seeds; mean and worst setting F1):")
-    for penalty in (0.25, 0.5, 1.0, 2.0):
-        for orientation in ("pair", "order"):
-            config = LearnConfig(penalty=penalty, orientation=orientation)
-            by_setting: dict[str, list[tuple[float, float]]] = {}
-            for sim, raw in runs:
-                edges = select_edges(raw, sim.events.type_names, config)
-                direct = {(e.cause, e.effect) for e in edges if e.kind == "direct"}
-                by_setting.setdefault(sim.settings.name, []).append(
-                    (prf(direct, sim.true_edges())[2],
-                     prf(_pairs(edges), sim.leads_to_edges())[2]))
-            per = np.array([np.mean(v, axis=0) for v in by_setting.values()])
-            print(f"  penalty {penalty:<5} orientation {orientation:<6} direct F1 "
-                  f"{per[:, 0].mean():.3f} (worst {per[:, 0].min():.3f})   all vs leads-to F1 "
-                  f"{per[:, 1].mean():.3f} (worst {per[:, 1].min():.3f})")
+def line(label: str, s: Score) -> str:
+    return (f"  {label:<34} F1 {s.f1:.3f}  precision {s.precision:.3f}  recall {s.recall:.3f}"
+            f"  edges {s.edges:>3} | all edges F1 {s.all_f1:.3f} (precision "
+            f"{s.all_precision:.3f}) | random F1 {s.random_f1:.3f}")
 
 
-def _pairs(edges: Iterable[CausalEdge]) -> Edges:
-    return {(e.cause, e.effect) for e in edges}
+def held_out(data: list[Dataset], seeds: int) -> dict[bool, LearnConfig]:
+    print("HELD-OUT (leave one network out: rule chosen on the other networks)")
+    for d in data:
+        rest = [x for x in data if x.network != d.network]
+        for with_prior in (False, True):
+            config = choose(rest, with_prior)
+            s = score(d, config, prior_for(d.truth) if with_prior else None, seeds)
+            tag = "with 20% prior" if with_prior else "no prior"
+            print(line(f"{d.name} [{tag}]", s) + f" | rule: {rule(config)}")
+    print("IN-SAMPLE EXTRAS (rule chosen on all networks, scored on the same data)")
+    chosen = {p: choose(data, p) for p in (False, True)}
+    for with_prior in (False, True):
+        print(f"  chosen {'with' if with_prior else 'without'} prior: {rule(chosen[with_prior])}")
+        for d in data:
+            s = score(d, chosen[with_prior], prior_for(d.truth) if with_prior else None, seeds)
+            print(line(f"{d.name} [in-sample]", s))
+    return chosen
 
 
-def _count(values: Iterable[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
+def whole_networks(networks: Sequence[Path], config: LearnConfig, seeds: int) -> None:
+    print(f"IN-SAMPLE EXTRAS: whole networks with LearnConfig() ({rule(config)})")
+    for data in networks:
+        events, topology, truth = read_network(data)
+        d = tested(data.name, data.name, events, topology, truth)
+        for with_prior in (False, True):
+            s = score(d, config, prior_for(truth) if with_prior else None, seeds)
+            print(line(f"{data.name} [{'20% prior' if with_prior else 'no prior'}]", s))
+        print(f"  ({d.events} events, candidates tested in {d.seconds:.0f} s)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, action="append", help="a network folder "
+                    "(repeatable); default the 24V_439N_Microwave network")
     ap.add_argument("--random-seeds", type=int, default=20)
-    ap.add_argument("--sim-seeds", type=int, default=2)
-    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--in-sample", action="store_true",
+                    help="also learn on each whole real network with the defaults")
     args = ap.parse_args()
-    config = LearnConfig()
+    networks = args.data or [DATA]
     t0 = time.perf_counter()
-    real_benchmark(args.data, config, args.random_seeds)
-    simulated_validation(config, args.sim_seeds)
-    if args.calibrate:
-        calibrate(args.sim_seeds)
+    data = datasets(networks)
+    for d in data:
+        print(f"dataset {d.name}: {d.events} events, {len(d.types)} types, "
+              f"{len(d.truth)} true edges; candidates tested in {d.seconds:.0f} s")
+    chosen = held_out(data, args.random_seeds)
+    default = LearnConfig()
+    same = all(replace(default, leads_to=c.leads_to, penalty=c.penalty,
+                       min_share=c.min_share) == default for c in chosen.values())
+    print(f"LearnConfig() defaults: {rule(default)} "
+          f"({'the rule chosen on all networks' if same else 'differs from the chosen rule'})")
+    print(f"hyperparameters: {asdict(default)}")
+    if args.in_sample:
+        whole_networks(networks, default, args.random_seeds)
     print(f"total runtime {time.perf_counter() - t0:.0f} s")
 
 
