@@ -36,6 +36,7 @@ from reasoning.causal.simulate import DAY, SimulationSettings, simulate
 SMALL = SimulationSettings(name="small", n_types=8, n_entities=40, edge_prob=0.3,
                            horizon=2 * DAY, mu_range=(1e-5, 4e-5))
 SCOPE = "test/causal"
+LEADS = LearnConfig(leads_to=True)  # direct and "leads to" edges (default: direct only)
 
 
 def _prf(edges: set[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[float, float]:
@@ -49,13 +50,14 @@ def sim():
 
 
 def test_recovers_the_simulated_graph_deterministically(sim) -> None:
-    edges = learn(sim.events, sim.topology)
+    edges = learn(sim.events, sim.topology, LEADS)
     direct = [e for e in edges if e.kind == "direct"]
+    assert direct == learn(sim.events, sim.topology)  # the default: direct edges only
     found = {(e.cause, e.effect) for e in direct}
     precision, recall = _prf(found, sim.true_edges())
     assert len(sim.true_edges()) >= 5
     assert precision >= 0.9 and recall >= 0.8, (precision, recall, found, sim.true_edges())
-    assert learn(sim.events, sim.topology) == edges  # same input, same edges, same numbers
+    assert learn(sim.events, sim.topology, LEADS) == edges  # same input, same edges, same numbers
     for e in direct:
         assert 0.5 < e.confidence <= 1.0 and e.support >= 1 and e.lag_seconds > 0
         assert e.via in ("sameEntity", "connectsTo") and e.path == ()
@@ -171,7 +173,7 @@ def test_graph_round_trip_cypher_and_sparql(kg: KnowledgeGraph) -> None:
     assert len(events) == len(small.events)
     topology = topology_from_graph(kg, events.entity_names)
     assert len(topology.edges) > 0 and topology.relations == ("linkedTo",)
-    edges = learn(events, topology)
+    edges = learn(events, topology, LEADS)
     names = {mint_iri(SCOPE, "AlarmType", n): n for n in small.events.type_names}
     direct = {(names[e.cause], names[e.effect]) for e in edges if e.kind == "direct"}
     found = {(names[e.cause], names[e.effect]) for e in edges}
@@ -245,20 +247,23 @@ def test_learning_from_the_graph_over_http_and_the_cli(tmp_path: Path,
     with TestClient(create_app(settings)) as client:
         kg = client.app.state.incidents.kg  # the server's own graph, to write the history
         _write_history(kg, small)
-        dry = client.post("/v1/causal/learn", json={"scope": "net/a", "dryRun": True}).json()
+        # --scope selects the events: none in net/a, the history is in SCOPE
+        none = client.post("/v1/causal/learn", json={"scope": "net/a", "dryRun": True})
+        assert none.status_code == 422 and "in scope 'net/a'" in none.text
+        dry = client.post("/v1/causal/learn", json={"scope": SCOPE, "dryRun": True}).json()
         assert dry["events"] == len(small.events) and dry["written"] is None
         assert dry["direct"] >= 3 and len(dry["edges"]) == dry["direct"] + dry["indirect"]
         count = client.post("/v1/cypher", json={"query": live}).json()["rows"][0][0]
         assert count == 0
-        done = client.post("/v1/causal/learn", json={"scope": "net/a"}).json()
+        done = client.post("/v1/causal/learn", json={"scope": SCOPE}).json()
         assert done["written"]["created"] == len(done["edges"])
         assert client.post("/v1/cypher", json={"query": live}).json()["rows"][0][0] == \
             len(done["edges"])
         empty = client.post("/v1/causal/learn", json={
-            "scope": "net/a", "since": "2030-01-01T00:00:00Z"})
+            "scope": SCOPE, "since": "2030-01-01T00:00:00Z"})
         assert empty.status_code == 422 and "no events" in empty.text
     monkeypatch.setenv("AUTOCNC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AUTOCNC_STORE", "embedded")
-    res = CliRunner().invoke(cli, ["causal", "--scope", "net/b", "--json"])
+    res = CliRunner().invoke(cli, ["causal", "--scope", "net/b", "--all-scopes", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["written"]["created"] == len(done["edges"])
+    assert json.loads(res.stdout)["written"]["created"] == len(done["edges"])
