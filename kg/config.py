@@ -85,7 +85,7 @@ class Settings(BaseModel):
         description="the scope of an Alertmanager webhook call without ?scope=; None: such "
                     "a call gets 422")
     checkpoint_log_mb: int = Field(
-        64, ge=1, le=4096,
+        32, ge=1, le=4096,
         description="embedded store: `autocnc serve` checkpoints once the write-ahead log "
                     "passes this, even while writes go on (else soon after they pause); a "
                     "restart after a crash replays at most about this much")
