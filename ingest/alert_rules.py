@@ -19,7 +19,7 @@ that share a name are keyed ``name/severity`` when their severities differ, and
 ``name/severity/k=v,...`` with the static labels that still tell them apart, so every
 variant keeps its own expression. A key seen again in a later run updates that definition.
 
-Runbooks: a definition is linked ``mitigates`` from the OperationPlan of the same name in
+Runbooks: a definition is linked ``mitigates`` from the OperationPlans of the same name in
 the runbooks' scope (option ``runbooks_scope``, default the rules' scope) when that plan
 exists, so the link appears whichever of the two is ingested first.
 """
@@ -351,17 +351,21 @@ def definition_record(ctx: IngestContext, scope: str, key: str, rule: AlertRule,
 
 
 def link_runbooks(ctx: IngestContext, scope: str, records: Sequence[Record]) -> None:
-    """Add ``plan -mitigates-> definition`` where the runbook of that name already exists."""
+    """Add ``plan -mitigates-> definition`` for every live runbook named like it (runbooks
+    are keyed by their path, so several may be for one alert)."""
     rb_scope = str(ctx.options.get("runbooks_scope") or scope)
-    plan_of = {rec.entities[0].iri: ctx.iri(rb_scope, "OperationPlan",
-                                            str(rec.entities[0].properties["name"]))
-               for rec in records}
-    found, _ = ctx.kg.store.fetch(sorted(set(plan_of.values())), [])
-    live = {iri for iri, st in found.items() if st.valid_to is None and st.kind == "OperationPlan"}
+    names = sorted({str(rec.entities[0].properties["name"]) for rec in records})
+    plans: dict[str, list[str]] = defaultdict(list)
+    for iri, name in ctx.kg.cypher(
+            "MATCH (p:Entity) WHERE 'OperationPlan' IN p.types AND p.ingestScope = $scope "
+            "AND p.name IN $names AND p.validTo IS NULL AND p.source = $source "
+            "RETURN p.iri, p.name ORDER BY p.iri",
+            {"scope": rb_scope, "names": names,
+             "source": f"{RUNBOOK_SOURCE_FORMAT}:{rb_scope}"}).rows:
+        plans[name].append(iri)
     linked = 0
     for rec in records:
-        plan = plan_of[rec.entities[0].iri]
-        if plan in live:
+        for plan in plans.get(str(rec.entities[0].properties["name"]), []):
             rec.relations.append(Relation("mitigates", plan, rec.entities[0].iri, {},
                                           f"{RUNBOOK_SOURCE_FORMAT}:{rb_scope}"))
             linked += 1

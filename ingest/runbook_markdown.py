@@ -1,16 +1,19 @@
-"""Read a runbook in the prometheus-operator layout (Markdown) into sections and steps.
+"""Read a Markdown runbook into its title, sections and steps.
 
-Layout: optional YAML front matter (``---`` … ``---``, its ``title`` is a display title);
-one level-1 heading, the alert name (``# KubePodCrashLooping``); level-2 sections
-``Meaning``, ``Impact``, ``Diagnosis``, ``Mitigation`` (others are kept too). Headings
-inside fenced code blocks are code, not headings.
+Any Markdown file with text is a runbook. The prometheus-operator layout is the common
+case: optional YAML front matter (``---`` … ``---``, its ``title`` a display title), one
+level-1 heading (``# KubePodCrashLooping``), level-2 sections ``Meaning``, ``Impact``,
+``Diagnosis``, ``Mitigation`` (others are kept too). Text before the first level-2
+heading is the section ``Overview``; a file without level-2 headings is that one section.
+Headings inside fenced code blocks are code, not headings.
 
-Steps come from every section except the descriptive ones (Meaning, Impact), in document
-order, one per top-level list item or paragraph (nested list items belong to their item);
-a level-3+ heading names the steps under it. A fenced code block is the ``command`` of the
-step right before it (the "run this:" paragraph) when that step has none, else a step of
-its own. An inline code span that starts with a known command-line tool (:data:`CLI_TOOLS`,
-e.g. ``kubectl -n $NAMESPACE describe pod $POD``) is a command too.
+Steps come from every section except the descriptive ones (Meaning, Impact, and an
+Overview that other sections follow), in document order, one per top-level list item or
+paragraph (nested list items belong to their item); a level-3+ heading names the steps
+under it. A fenced code block is the ``command`` of the step right before it (the "run
+this:" paragraph) when that step has none, else a step of its own. An inline code span
+that starts with a known command-line tool (:data:`CLI_TOOLS`, e.g. ``kubectl -n
+$NAMESPACE describe pod $POD``) is a command too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 import yaml
 
 DESCRIPTIVE = frozenset({"meaning", "impact"})
+OVERVIEW = "Overview"  # the text before the first level-2 heading
+
 # Command-line tools whose inline code spans are commands (first word, after a prompt).
 CLI_TOOLS = frozenset({
     "kubectl", "oc", "helm", "etcdctl", "promtool", "amtool", "curl", "wget", "systemctl",
@@ -52,61 +57,79 @@ class Step:
 
 @dataclass
 class Runbook:
-    name: str
-    title: str | None
-    line: int  # of the level-1 heading
+    name: str  # the alert it is for (see :func:`alert_name`)
+    title: str | None  # the level-1 heading, else the front matter's title
+    line: int  # of the level-1 heading (1 without one)
     sections: dict[str, str] = field(default_factory=dict)  # title -> Markdown text
     steps: list[Step] = field(default_factory=list)
+    display_title: str | None = None  # the front matter's title
 
     def section(self, title: str) -> str | None:
         return next((t for k, t in self.sections.items() if k.lower() == title), None)
 
 
 class NotARunbook(ValueError):
-    """The Markdown lacks the runbook layout (a level-1 heading and ## sections)."""
+    """The Markdown has no text to act on (only front matter, headings or whitespace)."""
+
+
+def alert_name(file_stem: str | None, heading: str | None) -> str | None:
+    """The alert a runbook is for: the file's stem when it is an alert name (the upstream
+    layout names each file after its alert), else the level-1 heading when that is one
+    (one word, as Prometheus allows), else the stem."""
+    for candidate in (file_stem, heading):
+        if candidate and _ALERT_NAME.match(candidate):
+            return candidate
+    return file_stem or heading
 
 
 def parse_runbook(text: str, file_stem: str | None = None) -> Runbook:
-    """The runbook of ``text``; NotARunbook when it lacks the layout.
-
-    The name is the level-1 heading when it is an alert name (one word, as Prometheus
-    allows); otherwise (``# CPU Throttling High``) the file's stem, the upstream layout
-    naming each file after its alert.
-    """
+    """The runbook of ``text`` (see the module doc); NotARunbook when it has no text."""
     lines = text.splitlines()
-    start, title = _front_matter(lines)
-    book: Runbook | None = None
-    body: dict[str, list[str]] = {}
-    builder: _StepBuilder | None = None
-    fence: str | None = None
+    start, display = _front_matter(lines)
+    heading: tuple[int, str] | None = None
+    body: dict[str, list[str]] = {OVERVIEW: []}
+    current, fence = OVERVIEW, None
     for n, line in enumerate(lines[start:], start + 1):
         if fence is None and (h := _HEADING.match(line)):
             level, head = len(h[1]), _TAG.sub("", h[2]).strip()
-            if level == 1 and book is None:
-                name = head if _ALERT_NAME.match(head) or not file_stem else file_stem
-                book = Runbook(name, title or (head if name != head else None), n)
+            if level == 1 and heading is None and not any(s.strip() for s in body[OVERVIEW]):
+                heading = (n, head)
                 continue
-            if level == 2 and book is not None:
-                if builder is not None:
-                    builder.close()
-                body.setdefault(head, [])
-                builder = _StepBuilder(book, head)
+            if level == 2 and head:
+                current = head if head not in body else f"{head} ({len(body) + 1})"
+                body[current] = []
                 continue
-        if builder is None:
-            continue
-        body[builder.section].append(line)
         if m := _FENCE.match(line):
-            fence = builder.fence(fence, m[1], m[2], line)
-        elif fence is not None:
-            builder.code_line(line)
-        else:
-            builder.line(line)
-    if builder is not None:
+            fence = m[1] if fence is None else (
+                None if line.strip().startswith(fence[0] * len(fence)) else fence)
+        body[current].append(line)
+    sections = {k: "\n".join(v).strip() for k, v in body.items()}
+    if not any(_prose(t) for t in sections.values()):
+        raise NotARunbook("no text besides front matter and headings (an index page?)")
+    if not sections[OVERVIEW] or len(sections) > 1 and not _prose(sections[OVERVIEW]):
+        del sections[OVERVIEW]
+    head_text = heading[1] if heading else None
+    name = alert_name(file_stem, head_text) or OVERVIEW
+    book = Runbook(name, head_text or display, heading[0] if heading else 1, {}, [],
+                   display)
+    book.sections = {k: v for k, v in sections.items() if v or k != OVERVIEW}
+    steps_from = [k for k in book.sections
+                  if k.lower() not in DESCRIPTIVE and (k != OVERVIEW or len(book.sections) == 1)]
+    for title in steps_from:
+        builder, fence = _StepBuilder(book, title), None
+        for line in body[title]:
+            if m := _FENCE.match(line):
+                fence = builder.fence(fence, m[1], m[2], line)
+            elif fence is not None:
+                builder.code_line(line)
+            else:
+                builder.line(line)
         builder.close()
-    if book is None or not body:
-        raise NotARunbook("no `# AlertName` heading followed by `## Section`s")
-    book.sections = {k: "\n".join(v).strip() for k, v in body.items()}
     return book
+
+
+def _prose(markdown: str) -> bool:
+    return bool(_WORD.search(markdown))
 
 
 def _front_matter(lines: list[str]) -> tuple[int, str | None]:

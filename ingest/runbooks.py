@@ -1,32 +1,37 @@
 """The ``runbooks`` source: Markdown runbooks → OperationPlans with ordered PlanSteps.
 
-Format: the prometheus-operator runbook layout (:mod:`ingest.runbook_markdown`; spec in
+Format: any Markdown file with text (:mod:`ingest.runbook_markdown`; spec in
 docs/ingest/runbooks.md). Each runbook becomes:
 
-- an ``OperationPlan`` keyed by its alert name in the scope: ``name``, ``description``
-  (the Meaning section, else the first), ``impactText``, ``diagnosisText``,
-  ``mitigationText`` (the sections' Markdown), other sections in ``attributes``,
-  ``mentionedTypes`` (ontology classes its text mentions, by :data:`VOCABULARY`),
-  ``runbookUrl`` (option ``url_template``), ``embeddingModel`` when its vector is stored;
-- ``PlanStep`` s keyed ``{name}/{n}`` with ``stepOrder`` n, ``description``, ``command``,
+- an ``OperationPlan`` keyed by its path (:func:`runbook_keys`: parent folder and file
+  stem, ``kubernetes/KubePodCrashLooping``), so two files never overwrite each other:
+  ``name`` (the alert it is for), ``description`` (the Meaning section, else the first),
+  ``impactText``, ``diagnosisText``, ``mitigationText`` (the sections' Markdown), other
+  sections, the title (level-1 heading) and the path in ``attributes``, ``mentionedTypes``
+  (ontology classes its text mentions, by :data:`VOCABULARY`), ``runbookUrl`` (option
+  ``url_template``), ``embeddingModel`` when its vector is stored;
+- ``PlanStep`` s keyed ``{key}/{n}`` with ``stepOrder`` n, ``description``, ``command``,
   linked ``plan -hasStep-> step`` and ``step -nextStep-> step+1``; steps a newer version
   of the runbook no longer has are retired;
-- ``plan -mitigates-> AlertDefinition`` for every live definition of the same name in the
-  rules' scope (option ``alerts_scope``, default the scope). Rules ingested later link
-  themselves (:mod:`ingest.alert_rules`).
+- ``plan -mitigates-> AlertDefinition`` for every live definition named like the runbook
+  in the rules' scope (option ``alerts_scope``, default the scope). Rules ingested later
+  link themselves (:mod:`ingest.alert_rules`).
 
-Text vectors (:mod:`ingest.text_vectors`) go to ``<data dir>/vectors/runbooks.npz``, one
-batch per run, only for texts that changed. Without the [ml] extra the runbooks are
-ingested without vectors and the report notes say so. Options: ``alerts_scope``,
-``url_template`` (e.g. ``https://runbooks.prometheus-operator.dev/runbooks/{dir}/{lower}``
-with ``{dir}`` the parent folder, ``{stem}`` the file stem, ``{lower}`` it lower-cased,
-``{name}`` the alert name), ``embed`` (default true).
+A file without text (only front matter, as a section's ``_index.md``) is skipped, and so is
+a second input of the same file; each skip says why. Text vectors
+(:mod:`ingest.text_vectors`) go to ``<data dir>/vectors/runbooks.npz``, one batch per run,
+only for texts that changed. Without the [ml] extra the runbooks are ingested without
+vectors and the report notes say so. Options: ``alerts_scope``, ``url_template`` (e.g.
+``https://runbooks.prometheus-operator.dev/runbooks/{dir}/{lower}`` with ``{dir}`` the parent
+folder, ``{stem}`` the file stem, ``{lower}`` it lower-cased, ``{name}`` the alert name),
+``embed`` (default true).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +67,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 @dataclass(frozen=True)
 class Parsed:
     inp: Input
+    key: str  # the plan's natural key: its path (see runbook_keys)
     scope: str
     at: datetime | None
     book: Runbook
@@ -73,24 +79,26 @@ class Parsed:
 
 def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
     ctx.progress.start(len(inputs), "runbooks")
-    books: dict[tuple[str, str], Parsed] = {}
-    for inp in inputs:
+    parsed: list[Parsed] = []
+    for inp, key in zip(inputs, runbook_keys(inputs), strict=True):
         try:
+            if isinstance(key, Duplicate):
+                ctx.sink.skip(inp.name, f"the same file as {key.first}, already read")
+                continue
             book = parse_runbook(inp.read_text(), inp.stem)
         except NotARunbook as exc:
             ctx.sink.skip(inp.name, f"not a runbook: {exc}")
             continue
         finally:
             ctx.progress.advance()
-        p = Parsed(inp, ctx.scope_for(inp), ctx.as_of or inp.mtime(), book)
-        if (p.scope, book.name) in books:
-            ctx.report.count("duplicateNames")
-            ctx.report.notes.append(f"{inp.name}: runbook {book.name} also in "
-                                    f"{books[(p.scope, book.name)].inp.name}; the later wins")
-        books[(p.scope, book.name)] = p
-    if not books:
+        parsed.append(Parsed(inp, key, ctx.scope_for(inp), ctx.as_of or inp.mtime(), book))
+    if not parsed:
         return
-    parsed = list(books.values())
+    names = Counter((p.scope, p.book.name) for p in parsed)
+    if shared := sorted(n for (_, n), c in names.items() if c > 1):
+        ctx.report.count("sharedNames", len(shared))
+        ctx.report.notes.append("runbooks for the same alert, kept apart by their paths: "
+                                + ", ".join(shared[:20]))
     model = _embed(ctx, parsed)
     links = _definitions(ctx, parsed)
     records = [plan_record(ctx, p, model, links.get((p.scope, p.book.name), []))
@@ -103,16 +111,53 @@ def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
     _retire_old_steps(ctx, parsed)
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    first: str  # the input already read for the same file
+
+
+def runbook_keys(inputs: Sequence[Input]) -> list[str | Duplicate]:
+    """The natural key of each input: the parent folder and the file stem
+    (``node/NodeFilesystemSpaceFillingUp``), wherever the folder lies, so keys stay put when
+    the data moves. Inputs whose keys still collide take more of their path until they
+    differ; a second input of the same file (or of the same name) is a Duplicate."""
+    paths: dict[int, tuple[str, ...]] = {}
+    seen: dict[tuple[str, ...], str] = {}
+    out: list[str | Duplicate] = []
+    for i, inp in enumerate(inputs):
+        full = inp.path.resolve() if inp.path is not None else Path(inp.name)
+        parts = tuple(x for x in full.with_suffix("").parts if x not in ("/", "..", "."))
+        out.append(Duplicate(seen[parts]) if parts in seen else "")
+        if parts not in seen:
+            seen[parts], paths[i] = inp.name, parts
+    depth = dict.fromkeys(paths, 2)
+    while True:
+        keys = {i: "/".join(parts[-depth[i]:]) for i, parts in paths.items()}
+        count = Counter(keys.values())
+        clash = [i for i, k in keys.items() if count[k] > 1 and depth[i] < len(paths[i])]
+        if not clash:
+            break
+        for i in clash:
+            depth[i] += 1
+    for i, key in keys.items():
+        out[i] = key
+    return out
+
+
 # -- facts -----------------------------------------------------------------------------------
 
 def plan_record(ctx: IngestContext, p: Parsed, model: str | None,
                 definitions: Sequence[str]) -> Record:
     book, scope, source, at = p.book, p.scope, p.source, p.at
-    plan = plan_iri(ctx, scope, book.name)
+    plan = plan_iri(ctx, scope, p.key)
     named = {NAMED_SECTIONS[k.lower()]: v for k, v in book.sections.items()
              if k.lower() in NAMED_SECTIONS}
     others = {k: v for k, v in book.sections.items() if k.lower() not in NAMED_SECTIONS}
-    attrs: dict[str, object] = {"title": book.title} if book.title else {}
+    attrs: dict[str, object] = {"path": f"{p.key}{Path(p.inp.name).suffix}"}
+    if book.title:
+        attrs["title"] = book.title
+    if book.display_title and book.display_title != book.title:
+        attrs["displayTitle"] = book.display_title
     if others:
         attrs["sections"] = others
     props = {
@@ -120,7 +165,7 @@ def plan_record(ctx: IngestContext, p: Parsed, model: str | None,
         or next(iter(book.sections.values())), **named,
         "mentionedTypes": ",".join(mentioned_types(ctx, book)) or None,
         "runbookUrl": _url(ctx, p), "ingestScope": scope,
-        "attributes": json.dumps(attrs, sort_keys=True) if attrs else None,
+        "attributes": json.dumps(attrs, sort_keys=True),
     }
     if model:
         props["embeddingModel"] = model
@@ -128,7 +173,7 @@ def plan_record(ctx: IngestContext, p: Parsed, model: str | None,
     relations = [Relation("mitigates", plan, d, {}, source) for d in definitions]
     prev: str | None = None
     for step in book.steps:
-        iri = ctx.iri(scope, "PlanStep", f"{book.name}/{step.order}")
+        iri = ctx.iri(scope, "PlanStep", f"{p.key}/{step.order}")
         entities.append(Entity(iri, "PlanStep", {
             "name": " / ".join(x for x in (step.section, step.subsection) if x),
             "stepOrder": step.order, "description": step.text, "command": step.command,
@@ -141,8 +186,8 @@ def plan_record(ctx: IngestContext, p: Parsed, model: str | None,
     return Record(p.inp.name, f"line {book.line}", entities, relations)
 
 
-def plan_iri(ctx: IngestContext, scope: str, name: str) -> str:
-    return ctx.iri(scope, "OperationPlan", name)
+def plan_iri(ctx: IngestContext, scope: str, key: str) -> str:
+    return ctx.iri(scope, "OperationPlan", key)
 
 
 def mentioned_types(ctx: IngestContext, book: Runbook) -> list[str]:
@@ -195,7 +240,7 @@ def _embed(ctx: IngestContext, parsed: Sequence[Parsed]) -> str | None:
         return None
     if ctx.sink.dry_run:  # validate only: do not load the model or touch the vector file
         return text_vectors.model_id() if text_vectors.available() else None
-    texts = {plan_iri(ctx, p.scope, p.book.name): embedding_text(p.book) for p in parsed}
+    texts = {plan_iri(ctx, p.scope, p.key): embedding_text(p.book) for p in parsed}
     try:
         model, embedded = text_vectors.store_vectors(ctx.data_dir / "vectors" / VECTOR_FILE,
                                                      texts)
@@ -208,7 +253,7 @@ def _embed(ctx: IngestContext, parsed: Sequence[Parsed]) -> str | None:
 
 def _retire_old_steps(ctx: IngestContext, parsed: Sequence[Parsed]) -> None:
     """Retire the steps an earlier version of a runbook had beyond its current last one."""
-    count = {plan_iri(ctx, p.scope, p.book.name): (len(p.book.steps), p) for p in parsed}
+    count = {plan_iri(ctx, p.scope, p.key): (len(p.book.steps), p) for p in parsed}
     ctx.sink.flush()
     rows = ctx.kg.cypher(
         "MATCH (p:Entity)-[:hasStep]->(s:Entity) WHERE p.iri IN $plans AND s.validTo IS NULL "
@@ -223,7 +268,7 @@ def _retire_old_steps(ctx: IngestContext, parsed: Sequence[Parsed]) -> None:
         ents.append(Entity(step, "PlanStep", {}, p.source, valid_to=at))
         rels.append(Relation("hasStep", plan, step, {}, p.source, valid_to=at))
         if order > 1:
-            prev = ctx.iri(p.scope, "PlanStep", f"{p.book.name}/{order - 1}")
+            prev = ctx.iri(p.scope, "PlanStep", f"{p.key}/{order - 1}")
             rels.append(Relation("nextStep", prev, step, {}, p.source, valid_to=at))
     for source, (ents, rels) in by_source.items():
         _, live = ctx.kg.store.fetch([], [r.key for r in rels])

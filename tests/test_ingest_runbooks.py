@@ -41,6 +41,10 @@ def test_all_runbooks_ingest_with_ordered_steps(kg: KnowledgeGraph) -> None:
     assert (report.records, len(report.rejected), len(report.skipped)) == (56, 0, 0)
     plans = kg.cypher("MATCH (p:Entity) WHERE 'OperationPlan' IN p.types RETURN p.name").rows
     assert sorted(r[0] for r in plans) == sorted(f.stem for f in RUNBOOKS.rglob("*.md"))
+    # keyed by path: folder and stem
+    assert kg.cypher("MATCH (p:Entity) WHERE p.iri = $p RETURN p.name", {"p": mint_iri(
+        SCOPE, "OperationPlan", "kubernetes/KubePodCrashLooping")}).rows == [
+        ["KubePodCrashLooping"]]
     assert report.counts["planSteps"] == kg.cypher(
         "MATCH (s:Entity) WHERE 'PlanStep' IN s.types RETURN count(s)").rows[0][0]
 
@@ -50,7 +54,7 @@ def test_all_runbooks_ingest_with_ordered_steps(kg: KnowledgeGraph) -> None:
     assert steps[1][1] == "kubectl -n $NAMESPACE describe pod $POD"
     chain = kg.cypher("MATCH (a:Entity)-[:nextStep]->(b:Entity) WHERE a.iri STARTS WITH $p "
                       "RETURN a.stepOrder, b.stepOrder",
-                      {"p": mint_iri(SCOPE, "PlanStep", "KubePodCrashLooping/")}).rows
+                      {"p": mint_iri(SCOPE, "PlanStep", "kubernetes/KubePodCrashLooping/")}).rows
     assert sorted(chain) == [[i, i + 1] for i in range(1, len(steps))]
     # a fenced block belongs to the paragraph that introduces it
     fs = steps_of(kg, "NodeFilesystemSpaceFillingUp")
@@ -59,7 +63,8 @@ def test_all_runbooks_ingest_with_ordered_steps(kg: KnowledgeGraph) -> None:
 
     desc, impact, types = kg.cypher(
         "MATCH (p:Entity) WHERE p.iri = $p RETURN p.description, p.impactText, "
-        "p.mentionedTypes", {"p": mint_iri(SCOPE, "OperationPlan", "KubePodCrashLooping")}
+        "p.mentionedTypes", {"p": mint_iri(SCOPE, "OperationPlan",
+                                           "kubernetes/KubePodCrashLooping")}
     ).rows[0]
     assert desc.startswith("Pod is in CrashLoop") and "Service degradation" in impact
     assert {"Pod", "Container"} <= set(types.split(","))
@@ -104,7 +109,7 @@ def test_runbook_vectors_are_stored_beside_the_graph(kg: KnowledgeGraph) -> None
     # the vectors match a description of the problem to its runbook
     query = text_vectors.embed(["a pod keeps restarting in a crash loop"])[0]
     best = iris[int(np.argmax(vectors @ query))]
-    assert best == mint_iri(SCOPE, "OperationPlan", "KubePodCrashLooping")
+    assert best == mint_iri(SCOPE, "OperationPlan", "kubernetes/KubePodCrashLooping")
     # unchanged texts are not embedded again
     assert ingest_runbooks(kg, embed=True).counts["vectorsEmbedded"] == 0
 
@@ -115,9 +120,11 @@ def test_edited_runbook_retires_the_steps_it_lost(kg: KnowledgeGraph, tmp_path: 
     book = folder / "DiskFull.md"
     book.write_text("# DiskFull\n\n## Meaning\n\nA volume is full.\n\n## Mitigation\n\n"
                     "- Find big files: `du -sh /var/*`\n- Remove them.\n- Tell the owner.\n")
-    (folder / "README.md").write_text("Notes about these runbooks.\n")
+    (folder / "_index.md").write_text("---\ntitle: books\nweight: 10\n---\n\n")
     first = ingest_runbooks(kg, folder)
-    assert [Path(s.file).name for s in first.skipped] == ["README.md"]
+    assert [(Path(s.file).name, s.reason) for s in first.skipped] == [
+        ("_index.md", "not a runbook: no text besides front matter and headings (an index "
+                      "page?)")]
     assert [s[:2] for s in steps_of(kg, "DiskFull")] == [[1, "du -sh /var/*"], [2, None],
                                                          [3, None]]
     # "volume" names no ontology class: no mentioned type

@@ -265,20 +265,45 @@ def policy_facts(kg: KnowledgeGraph, parsed: Sequence[tuple[str, PolicyFile]],
     definitions = _definitions(kg, sorted({n for p in policies for n in p.event.alerts}),
                                scopes.alerts)
     rb_scope = scopes.runbooks or scopes.scope
-    wanted = {mint_iri(rb_scope, "OperationPlan", p.action.runbook, base)
-              for p in policies if p.action.runbook}
-    wanted |= {mint_iri(rb_scope, "PlanStep", f"{p.action.runbook}/{s.runbook_step}", base)
-               for p in policies if p.action.runbook for s in p.action.steps if s.runbook_step}
-    known, _ = kg.store.fetch(sorted(wanted), [])
-    live = {i for i, st in known.items() if st.valid_to is None}
+    plans = _runbook_plans(kg, rb_scope, sorted({p.action.runbook for p in policies
+                                                  if p.action.runbook}))
 
     def runbook_iri(kind: str, key: str) -> str | None:
-        found = mint_iri(rb_scope, kind, key, base)
-        return found if found in live else None
+        """The runbook named ``key`` (its first by path when several are for one alert), or
+        its step ``name/n``."""
+        name, _, step = key.rpartition("/") if kind == "PlanStep" else (key, "", "")
+        plan = plans.get(name)
+        if plan is None:
+            return None
+        return plan[0] if kind == "OperationPlan" else plan[1].get(int(step))
 
     for pol in policies:
         _policy(pol, iri, runbook_iri, source, ents, rels, definitions, scopes)
     return FactBatch.of(source, ents, rels)
+
+
+def _runbook_plans(kg: KnowledgeGraph, scope: str, names: Sequence[str]
+                   ) -> dict[str, tuple[str, dict[int, str]]]:
+    """Runbook name -> (plan IRI, step order -> step IRI) of the live runbook plans of those
+    names (runbooks are keyed by path; the first by IRI wins when several share a name)."""
+    if not names:
+        return {}
+    rows = kg.cypher(
+        "MATCH (p:Entity) WHERE 'OperationPlan' IN p.types AND p.ingestScope = $scope AND "
+        "p.name IN $names AND p.validTo IS NULL AND p.source = $source "
+        "RETURN p.iri, p.name ORDER BY p.iri",
+        {"scope": scope, "names": list(names), "source": f"runbooks/markdown:{scope}"}).rows
+    out: dict[str, tuple[str, dict[int, str]]] = {}
+    for iri, name in rows:
+        out.setdefault(name, (iri, {}))
+    chosen = {iri: steps for iri, steps in out.values()}
+    for plan, step, order in kg.cypher(
+            "MATCH (p:Entity)-[:hasStep]->(s:Entity) WHERE p.iri IN $plans AND "
+            "s.validTo IS NULL RETURN p.iri, s.iri, s.stepOrder",
+            {"plans": sorted(chosen)}).rows:
+        if order is not None:
+            chosen[plan][int(order)] = step
+    return out
 
 
 def _policy(pol: PolicySpec, iri: Any, runbook_iri: Any, source: str, ents: list[Entity],
