@@ -101,7 +101,7 @@ def recommend(
             if incident:
                 query = from_incident(kg, incident)
             elif alert:
-                query = from_alerts(body["alert"], kg, scope)
+                query = from_alerts(body["alert"], kg, scope, lookup="store")
             else:
                 query = from_text(str(text))
             result = Recommender(kg).recommend(query, limit=limit,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reasoning.recommend.promql import expression_labels, expression_metrics, text_metrics
 from reasoning.recommend.text import (
     BM25,
     idf_weights,
@@ -47,50 +48,13 @@ RUNBOOK_VECTORS = "runbooks.npz"
 OWN_VECTORS = "recommend.npz"
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_PROM_STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
-_PROM_BRACES = re.compile(r"\{[^{}]*\}")
-_PROM_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
-_PROM_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_PROM_KEYWORDS = frozenset({"and", "or", "unless", "by", "without", "on", "ignoring", "bool",
-                            "offset", "group_left", "group_right", "inf", "nan", "atan2"})
-_METRIC_IN_TEXT = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+){2,}\b")
-
-
-def expression_metrics(expr: str) -> set[str]:
-    """Metric names of a PromQL expression (identifiers that are no function, keyword,
-    label or duration)."""
-    text = _PROM_STRINGS.sub(" ", expr)
-    text = _PROM_GROUPING.sub(" ", _PROM_BRACES.sub(" ", text))
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    out = set()
-    for m in _PROM_IDENT.finditer(text):
-        name = m.group(0)
-        rest = text[m.end():].lstrip()
-        if name.lower() in _PROM_KEYWORDS or rest.startswith("("):
-            continue
-        if "_" in name or ":" in name:
-            out.add(name)
-    return out
-
-
-def expression_labels(expr: str) -> set[str]:
-    """Label names an expression matches on or groups by."""
-    text = _PROM_STRINGS.sub('""', expr)
-    out = set()
-    for m in _PROM_BRACES.finditer(text):
-        out |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", m.group(0)))
-    for m in _PROM_GROUPING.finditer(text):
-        out |= {x.strip() for x in m.group(2).split(",") if x.strip()}
-    return out
-
-
-def text_metrics(text: str) -> set[str]:
-    """Metric-like names (``node_filesystem_free_bytes``) in prose or commands."""
-    return set(_METRIC_IN_TEXT.findall(text))
-
-
 def name_words(name: str) -> str:
     return _CAMEL.sub(" ", name)
+
+
+def compact_expression(expr: str) -> str:
+    """An expression without whitespace, to compare two for identity."""
+    return re.sub(r"\s+", "", expr)
 
 
 @dataclass
@@ -101,6 +65,7 @@ class Definition:
     metrics: set[str]
     labels: set[str]  # label names of its expression and annotation templates
     items: list[int] = field(default_factory=list)  # catalogue items linked to it
+    expression: str = ""  # whitespace removed: an alert's generatorURL names it exactly
 
 
 @dataclass
@@ -119,25 +84,50 @@ class Item:
     runbook: str | None = None  # a policy's runbook plan
     url: str | None = None
     policy: dict[str, Any] | None = None  # action plan, guards, post-conditions, selector
+    title: str = ""  # the name in words and the title: what the runbook says it is about
+    family: str = ""  # the folder its file lies in (a component: node, etcd, kubernetes)
 
 
 @dataclass
 class Catalogue:
     items: list[Item]
     definitions: list[Definition]
-    bm25: BM25
     vectors: np.ndarray | None  # items × d, L2-normalised
     def_vectors: np.ndarray | None  # definitions × d
-    type_idf: dict[str, float]
-    by_alert: dict[str, list[int]]
-    metric_vocabulary: set[str]
     embedding_model: str | None = None
     notes: list[str] = field(default_factory=list)
+    # indexes derived from the above (__post_init__)
+    bm25: BM25 = field(init=False)
+    title_bm25: BM25 = field(init=False)
+    type_idf: dict[str, float] = field(init=False)
+    by_alert: dict[str, list[int]] = field(init=False)
+    by_expression: dict[str, list[int]] = field(init=False)  # compact expr -> definitions
+    metric_vocabulary: set[str] = field(init=False)
+    family_of: np.ndarray = field(init=False)  # item -> family number
+    families: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        items, defs = self.items, self.definitions
+        self.bm25 = BM25([it.text for it in items])
+        self.title_bm25 = BM25([it.title or name_words(it.name) for it in items])
+        self.type_idf = idf_weights([it.types for it in items])
+        self.by_alert = {}
+        for i, it in enumerate(items):
+            for name in it.alert_names:
+                self.by_alert.setdefault(name, []).append(i)
+        self.by_expression = {}
+        for j, d in enumerate(defs):
+            if d.expression:
+                self.by_expression.setdefault(d.expression, []).append(j)
+        self.metric_vocabulary = ({m for d in defs for m in d.metrics}
+                                  | {m for it in items for m in it.metrics})
+        self.families = sorted({it.family for it in items})
+        number = {f: k for k, f in enumerate(self.families)}
+        self.family_of = np.array([number[it.family] for it in items], dtype=np.int64)
 
     @classmethod
     def build(cls, kg: KnowledgeGraph, *, embed: bool = True) -> Catalogue:
-        snap = kg.snapshot
-        raw = _read(kg, snap)
+        raw = _read(kg, kg.snapshot)
         items, defs = _items(raw), _definitions(raw)
         _link(items, defs, raw)
         _drop_cross_references(items, {d.name for d in defs})
@@ -149,15 +139,7 @@ class Catalogue:
                 model, vectors, def_vectors = _vectors(kg.settings.data_dir, items, defs)
             except RuntimeError as exc:  # EmbeddingUnavailable: no [ml] extra
                 notes.append(f"semantic similarity off: {exc}")
-        by_alert: dict[str, list[int]] = {}
-        for i, it in enumerate(items):
-            for name in it.alert_names:
-                by_alert.setdefault(name, []).append(i)
-        metric_vocab = {m for d in defs for m in d.metrics} | {m for it in items
-                                                               for m in it.metrics}
-        return cls(items, defs, BM25([it.text for it in items]), vectors, def_vectors,
-                   idf_weights([it.types for it in items]), by_alert, metric_vocab, model,
-                   notes)
+        return cls(items, defs, vectors, def_vectors, model, notes)
 
 
 # -- reading the store -----------------------------------------------------------------------
@@ -222,8 +204,12 @@ def _items(raw: _Raw) -> list[Item]:
         lexical, semantic = _plan_text(p)
         types = {t for t in str(p.get("mentionedTypes") or "").split(",") if t}
         name = str(p.get("name") or iri)
+        attrs = _json(p.get("attributes"))
+        path = str(attrs.get("path") or "")
         items.append(Item(iri, "runbook", name, lexical, semantic, types, {name},
-                          metrics=text_metrics(lexical), url=p.get("runbookUrl")))
+                          metrics=text_metrics(lexical), url=p.get("runbookUrl"),
+                          title=f"{name_words(name)} {attrs.get('title') or ''}".strip(),
+                          family=path.rpartition("/")[0]))
     for iri in raw.of_kind("RemediationPolicy"):
         p = raw.props.get(iri)
         if p is None or p.get("enabled") is False:
@@ -266,9 +252,11 @@ def _policy_item(raw: _Raw, iri: str, p: Mapping[str, Any]) -> Item:
     types = {t for t in str(p.get("mentionedTypes") or "").split(",") if t}
     alerts = {str(a) for a in attrs.get("alerts") or []}
     selector = str(p.get("selector") or "")
+    rb_path = str(_json(rb.get("attributes")).get("path") or "")
     return Item(iri, "policy", name, text, semantic, types, alerts,
                 metrics=text_metrics(" ".join(str(c.get("expression", "")) for c in posts)),
-                runbook=runbook, url=rb.get("runbookUrl"), policy={
+                runbook=runbook, url=rb.get("runbookUrl"), title=name,
+                family=rb_path.rpartition("/")[0], policy={
                     "autonomyLevel": p.get("autonomyLevel"),
                     "conditions": _selector(selector), "steps": steps, "guards": guards,
                     "postconditions": posts, "runbookName": rb_name or None})
@@ -287,7 +275,8 @@ def _definitions(raw: _Raw) -> list[Definition]:
             iri, name, " ".join(x for x in (f"{name_words(name)}.", render_template(summary),
                                             render_template(desc)) if x),
             expression_metrics(expr),
-            expression_labels(expr) | template_labels(summary) | template_labels(desc)))
+            expression_labels(expr) | template_labels(summary) | template_labels(desc),
+            expression=compact_expression(expr)))
     return out
 
 

@@ -2,8 +2,11 @@
 
 Every form becomes one :class:`ProblemQuery`: the problem's text, the alert names and
 labels, the ontology types of the entities involved (each with the path that led to it,
-for the explanation), metric names, and the incident. Annotations are Go templates in rule
-files and rendered text in notifications; both are read through
+for the explanation), metric names, and the incident. An alert's ``generatorURL`` (the
+Prometheus graph link every alert carries, ``…/graph?g0.expr=…``) gives its expression:
+its metrics, the label names it matches on or groups by, and the values it matches, all of
+which an alert keeps when its name is unknown. Annotations are Go templates in rule files
+and rendered text in notifications; both are read through
 :func:`reasoning.recommend.text.render_template`. ``runbook_url`` is never read: a
 recommendation must not be told its answer.
 """
@@ -17,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kg.errors import AutoCNCError
+from reasoning.recommend.promql import expression_labels, expression_metrics, expression_values
 from reasoning.recommend.text import (
     label_types,
     mentioned_types,
@@ -57,6 +61,15 @@ class ProblemQuery:
     metrics: set[str] = field(default_factory=set)
     incident: str | None = None
     entities: list[str] = field(default_factory=list)
+    expressions: list[str] = field(default_factory=list)  # from the alerts' generatorURL
+    label_names: set[str] = field(default_factory=set)  # of the alerts and expressions
+
+    @property
+    def expression_text(self) -> str:
+        """Words of the expressions: metric names and the label values they match
+        (``kube_pod_container_status_restarts_total{job="kube-state-metrics"}``)."""
+        return "\n".join([*sorted(self.metrics), *(v for e in self.expressions
+                                                     for v in expression_values(e))])
 
     @property
     def sentence(self) -> str:
@@ -74,7 +87,8 @@ class ProblemQuery:
         return {"text": self.text[:2000], "alertNames": self.alert_names,
                 "labels": self.labels, "entityTypes": self.entity_types,
                 "metrics": sorted(self.metrics), "incident": self.incident,
-                "entities": self.entities}
+                "entities": self.entities, "expressions": self.expressions,
+                "labelNames": sorted(self.label_names)}
 
 
 # -- free text -------------------------------------------------------------------------------
@@ -110,13 +124,31 @@ def alerts_of(payload: Any) -> list[Mapping[str, Any]]:
             if not isinstance(value, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 raise BadQuery(f"{where}/{part}", "must be an object of text values")
+        if not isinstance(a.get("generatorURL", ""), str):
+            raise BadQuery(f"{where}/generatorURL", "must be text (a URL)")
     return alerts
 
 
-def from_alerts(payload: Any, kg: KnowledgeGraph | None = None, scope: str | None = None
-                ) -> ProblemQuery:
+def generator_expression(url: str) -> str | None:
+    """The PromQL expression of a Prometheus ``generatorURL`` (its ``g0.expr``), or None."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if not url:
+        return None
+    try:
+        query = parse_qs(urlsplit(url).query)
+    except ValueError:
+        return None
+    expr = next((v[0] for k, v in sorted(query.items()) if k.endswith(".expr") and v), None)
+    return expr.strip() or None if expr else None
+
+
+def from_alerts(payload: Any, kg: KnowledgeGraph | None = None, scope: str | None = None,
+                *, lookup: str = "snapshot") -> ProblemQuery:
     """A query for alerts in webhook form; with ``kg`` and ``scope`` their labels are
-    resolved to graph entities (the Alertmanager receiver's rule), without storing."""
+    resolved to graph entities (the Alertmanager receiver's rule), without storing: in
+    the analytic snapshot (``lookup="snapshot"``, a server's hot path) or with one read of
+    the store (``"store"``, a one-off command that should not build the snapshot)."""
     alerts = alerts_of(payload)
     q = ProblemQuery()
     texts: list[str] = []
@@ -131,12 +163,18 @@ def from_alerts(payload: Any, kg: KnowledgeGraph | None = None, scope: str | Non
         for k, v in labels.items():
             q.labels.setdefault(k, v)
         refs = set(labels)
+        if expr := generator_expression(str(a.get("generatorURL") or "")):
+            if expr not in q.expressions:
+                q.expressions.append(expr)
+            q.metrics |= expression_metrics(expr)
+            refs |= expression_labels(expr)
         for key in TEXT_ANNOTATIONS:
             if annotations.get(key):
                 texts.append(render_template(annotations[key]))
                 prose.append(texts[-1])
                 refs |= template_labels(annotations[key])
         texts += [f"{k} {v}" for k, v in sorted(labels.items()) if k not in PROVENANCE_LABELS]
+        q.label_names |= refs - PROVENANCE_LABELS
         for t in sorted(label_types(refs)):
             q.add_type(t, [f"label:{next(k for k in sorted(refs) if label_types([k]) == {t})}"])
     q.text = "\n".join(dict.fromkeys(t for t in texts if t))
@@ -146,7 +184,7 @@ def from_alerts(payload: Any, kg: KnowledgeGraph | None = None, scope: str | Non
     for t in sorted(mentioned_types(q.text)):
         q.add_type(t, ["text"])
     if kg is not None and scope:
-        _resolve(kg, q, alerts, scope)
+        (_resolve_in_store if lookup == "store" else _resolve)(kg, q, alerts, scope)
     return q
 
 
@@ -166,6 +204,26 @@ def _resolve(kg: KnowledgeGraph, q: ProblemQuery, alerts: Sequence[Mapping[str, 
             if cand.iri not in q.entities:
                 q.entities.append(cand.iri)
                 for t in kg.onto.types_of(snap.kinds[node]):
+                    q.add_type(t, [cand.iri])
+            break
+
+
+def _resolve_in_store(kg: KnowledgeGraph, q: ProblemQuery,
+                      alerts: Sequence[Mapping[str, Any]], scope: str) -> None:
+    """:func:`_resolve` with one ``fetch`` of every candidate instead of the snapshot."""
+    from ingest.resolve import candidates
+
+    per_alert = [candidates(scope, dict(a.get("labels") or {}), kg.settings.iri_base)
+                 for a in alerts]
+    found, _ = kg.store.fetch(sorted({c.iri for cs in per_alert for c in cs}), [])
+    for cands in per_alert:
+        for cand in cands:
+            st = found.get(cand.iri)
+            if st is None or st.valid_to is not None:
+                continue
+            if cand.iri not in q.entities:
+                q.entities.append(cand.iri)
+                for t in kg.onto.types_of(st.kind):
                     q.add_type(t, [cand.iri])
             break
 

@@ -1,16 +1,25 @@
 """Ranking runbooks and policies for a problem: signals, their fusion, and the reasons.
 
-Each item gets signals in [0, 1] (:data:`SIGNALS`):
+Each item gets signals in [0, 1] (:data:`SIGNALS`, computed in
+:mod:`reasoning.recommend.signals`):
 
 - ``alertDefinition``: an alert of the problem is one the item is for — its runbook
-  ``mitigates`` the alert's definition, the runbook is named after the alert (the
-  prometheus-operator layout), or the policy's event names it;
-- ``lexical``: BM25 of the problem's text against the item's text, divided by the best;
+  ``mitigates`` the alert's definition, the runbook is named after the alert, the policy's
+  event names it, or the alert's ``generatorURL`` carries exactly the definition's
+  expression (an alert whose name was lost);
+- ``lexical``: BM25 of the problem's text against the item's whole text, divided by the best;
+- ``title``: the same against the item's name in words and title only (short, so a match
+  there says what the runbook is about);
+- ``expressionTerms``: BM25 of the words of the alert's expression (metric names, matched
+  label values such as ``kube-state-metrics``) against the item's text;
 - ``semantic``: cosine similarity of their sentence vectors (all-MiniLM-L6-v2);
 - ``entityTypes``: the graph path problem → entity → ontology type → item (the types the
   runbook's text names, a policy's event types), idf-weighted share of the problem's types;
-- ``metrics``: share of the problem's metrics (anomalies of the incident's entities, names
-  in the text) that the item's alert expressions or commands use;
+- ``metrics``: share of the problem's metrics (its expression, anomalies of the incident's
+  entities, names in the text) that the item's alert expressions or commands use;
+- ``family``: how close the problem's metrics come to the alert definitions of the
+  runbook's family (the folder it lies in: a component such as etcd or node), the same for
+  every runbook of the family;
 - ``similarAlerts``: similarity of the problem's text to the *other* alert definitions the
   item is linked to (kNN through ``mitigates``); off by default — see docs/recommend.md:
   measured, it pulls towards sibling runbooks;
@@ -18,8 +27,9 @@ Each item gets signals in [0, 1] (:data:`SIGNALS`):
   actions), in this alert's context when known; it contributes ``w · (rate − ½)``, so an
   item without history is neutral, one that failed here sinks.
 
-The score is the weighted sum of the contributions (:class:`RecommendWeights`). A policy
-whose label conditions the problem contradicts is not recommended.
+The score is the weighted sum of the contributions (:class:`RecommendWeights`; the defaults
+are chosen by cross-validation in ``bench/recommend_runbooks.py``). A policy whose label
+conditions the problem contradicts is not recommended.
 """
 
 from __future__ import annotations
@@ -33,17 +43,23 @@ from typing import Any
 
 import numpy as np
 
-from reasoning.recommend.catalogue import Catalogue, Item, text_metrics
+from reasoning.recommend import signals
+from reasoning.recommend.catalogue import Catalogue, Item
 from reasoning.recommend.feedback import SuccessStats
 from reasoning.recommend.policies import fill_parameters
 from reasoning.recommend.query import ProblemQuery
-from reasoning.recommend.text import max_normalised
 
-SIGNALS = ("alertDefinition", "lexical", "semantic", "entityTypes", "metrics",
-           "similarAlerts", "successRate")
+SIGNALS = ("alertDefinition", "lexical", "title", "expressionTerms", "semantic",
+           "entityTypes", "metrics", "family", "similarAlerts", "successRate")
+# Fitted on alerts that lost their name (bench/recommend_runbooks.py: MRR, coordinate
+# ascent; held out by runbook family 0.983 Hits@1 / 0.992 MRR on the shared runbooks).
+# title, expressionTerms and family gained nothing there; metrics and entityTypes cost
+# (a shared metric or type pulls towards sibling runbooks), so they are 0: set them in
+# <data dir>/models/recommend-weights.json where incidents carry anomaly metrics.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "alertDefinition": 2.0, "lexical": 1.0, "semantic": 0.5, "entityTypes": 0.2,
-    "metrics": 0.3, "similarAlerts": 0.0, "successRate": 1.0,
+    "alertDefinition": 2.0, "lexical": 1.0, "title": 0.0, "expressionTerms": 0.0,
+    "semantic": 0.75, "entityTypes": 0.0, "metrics": 0.0, "family": 0.0,
+    "similarAlerts": 0.0, "successRate": 1.0,
 }
 
 
@@ -102,95 +118,43 @@ def rank(cat: Catalogue, q: ProblemQuery, qv: QueryVectors, stats: SuccessStats,
          weights: RecommendWeights, *, limit: int = 10,
          kinds: Sequence[str] = ("runbook", "policy")) -> list[Recommendation]:
     """The best ``limit`` items for ``q``, best first (ties by name)."""
-    n = len(cat.items)
-    if not n:
+    if not cat.items:
         return []
     w = weights.values
-    lexical = max_normalised(cat.bm25.scores(q.text)) if q.text else np.zeros(n)
-    semantic = np.zeros(n)
-    similar = np.zeros(n)
-    best_def: dict[int, tuple[int, float]] = {}
-    if qv.text is not None and cat.vectors is not None and len(cat.vectors):
-        semantic = np.clip(cat.vectors @ qv.text, 0.0, 1.0)
-        if w.get("similarAlerts") and cat.def_vectors is not None and len(cat.def_vectors):
-            dsim = np.clip(cat.def_vectors @ qv.text, 0.0, 1.0)
-            for j, d in enumerate(cat.definitions):
-                if d.name in q.alert_names:
-                    continue  # that is the alertDefinition signal
-                for i in d.items:
-                    if dsim[j] > similar[i]:
-                        similar[i], best_def[i] = dsim[j], (j, float(dsim[j]))
-    metrics = set(q.metrics) | (text_metrics(q.text) & cat.metric_vocabulary)
-    type_norm = sum(cat.type_idf.get(t, 1.0) for t in q.entity_types)
-    out = []
+    sig = signals.compute(cat, q, qv.text, bool(w.get("similarAlerts")))
+    names = [k for k in SIGNALS if k != "successRate"]
+    matrix = np.vstack([sig.values[k] for k in names])  # signals x items
+    score = np.asarray([w.get(k, 0.0) for k in names]) @ matrix
+    rates: dict[int, Any] = {}
     for i, it in enumerate(cat.items):
+        rate = stats.rate(it.iri, q.context)
+        if rate is not None:
+            rates[i] = rate
+            sig.values["successRate"][i] = rate.value
+            score[i] += w.get("successRate", 0.0) * (rate.value - 0.5)
+    out: list[Recommendation] = []
+    for i in sorted(range(len(cat.items)),
+                    key=lambda i: (-score[i], cat.items[i].name, cat.items[i].iri)):
+        it = cat.items[i]
         if it.kind not in kinds:
             continue
         reasons: list[dict[str, Any]] = []
         if it.policy is not None and not _conditions_hold(it, q, reasons):
             continue
-        sig = dict.fromkeys(SIGNALS, 0.0)
-        sig["alertDefinition"] = _alert_match(cat, it, q, reasons)
-        sig["lexical"] = float(lexical[i])
-        sig["semantic"] = float(semantic[i])
-        sig["similarAlerts"] = float(similar[i])
-        if i in best_def and w.get("similarAlerts"):
-            d = cat.definitions[best_def[i][0]]
-            reasons.append({"signal": "similarAlerts", "definition": d.iri, "alert": d.name,
-                            "similarity": round(best_def[i][1], 4)})
-        sig["entityTypes"] = _types(cat, it, q, type_norm, reasons)
-        if metrics and it.metrics:
-            shared = sorted(metrics & it.metrics)
-            sig["metrics"] = len(shared) / len(metrics)
-            if shared:
-                reasons.append({"signal": "metrics", "shared": shared[:10]})
-        rate = stats.rate(it.iri, q.context)
-        contrib = {k: w.get(k, 0.0) * v for k, v in sig.items()}
-        if rate is not None:
-            sig["successRate"] = rate.value
-            contrib["successRate"] = w.get("successRate", 0.0) * (rate.value - 0.5)
-            reasons.append({"signal": "successRate", "rate": round(rate.value, 4),
-                            "successes": rate.successes, "failures": rate.failures,
-                            "context": rate.context})
-        if sig["lexical"] or sig["semantic"]:
-            reasons.append({"signal": "text", "lexical": round(sig["lexical"], 4),
-                            "semantic": round(sig["semantic"], 4)})
-        out.append(Recommendation(it, sum(contrib.values()), sig, contrib, reasons,
+        values = sig.of(i)
+        contrib = {k: w.get(k, 0.0) * v for k, v in values.items() if k != "successRate"}
+        if i in rates:
+            r = rates[i]
+            contrib["successRate"] = w.get("successRate", 0.0) * (r.value - 0.5)
+            reasons.append({"signal": "successRate", "rate": round(r.value, 4),
+                            "successes": r.successes, "failures": r.failures,
+                            "context": r.context})
+        reasons[:0] = signals.reasons_for(cat, q, sig, i, w)
+        out.append(Recommendation(it, float(score[i]), values, contrib, reasons,
                                   _action(it, q)))
-    out.sort(key=lambda r: (-r.score, r.item.name, r.item.iri))
-    return out[:limit]
-
-
-def _alert_match(cat: Catalogue, it: Item, q: ProblemQuery,
-                 reasons: list[dict[str, Any]]) -> float:
-    hit = 0.0
-    for name in q.alert_names:
-        if name not in it.alert_names:
-            continue
-        hit = 1.0
-        defs = [cat.definitions[j] for j in it.definitions if cat.definitions[j].name == name]
-        if defs:
-            rel = "mitigates" if it.kind == "runbook" else "appliesTo"
-            reasons += [{"signal": "alertDefinition", "alert": name, "definition": d.iri,
-                         "relation": rel} for d in defs]
-        elif it.kind == "runbook" and it.name == name:
-            reasons.append({"signal": "alertDefinition", "alert": name,
-                            "relation": "runbook named after the alert"})
-        else:
-            reasons.append({"signal": "alertDefinition", "alert": name,
-                            "relation": "policy event"})
-    return hit
-
-
-def _types(cat: Catalogue, it: Item, q: ProblemQuery, norm: float,
-           reasons: list[dict[str, Any]]) -> float:
-    if not norm or not it.types:
-        return 0.0
-    shared = sorted(set(q.entity_types) & it.types)
-    for t in shared:
-        reasons.append({"signal": "entityTypes", "type": t,
-                        "path": [*q.entity_types[t], t, it.iri]})
-    return sum(cat.type_idf.get(t, 1.0) for t in shared) / norm
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _conditions_hold(it: Item, q: ProblemQuery, reasons: list[dict[str, Any]]) -> bool:

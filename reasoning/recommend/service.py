@@ -5,9 +5,11 @@
 and the reasons (:mod:`reasoning.recommend.ranker`), and records feedback
 (:mod:`reasoning.recommend.feedback`). It is built once per process; the catalogue is
 rebuilt only when a fact it depends on changed (it reads the change log since its last
-look), the success statistics are reloaded when feedback or action executions were
-written, and query vectors are cached — so the sentence model and the vectors are loaded
-once and a recommendation costs a BM25 product, a vector product and one embedding.
+look) and is kept in the data directory (:mod:`reasoning.recommend.persist`), so a one-off
+command loads it instead of building it; the success statistics are reloaded when feedback
+or action executions were written; the sentence model is loaded only when a query needs
+embedding, and query vectors are cached — so a recommendation costs BM25 products, a
+vector product and at most one embedding.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reasoning.recommend import persist, signals
 from reasoning.recommend.catalogue import CATALOGUE_KINDS, CATALOGUE_RELATIONS, Catalogue
 from reasoning.recommend.feedback import (
     FeedbackInput,
@@ -61,19 +64,9 @@ class RecommendationResult:
 
 
 def _embed_one(text: str) -> np.ndarray:
-    """One query's vector on one thread: for a single short sentence, torch's intra-op
-    threads only wait on each other, and on a busy machine that costs ~10x (measured:
-    p50 13 ms on one thread, 134 ms on two, 2 shared cores)."""
-    import torch
-
     from ingest import text_vectors
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return text_vectors.embed([text])[0]
-    finally:
-        torch.set_num_threads(threads)
+    return text_vectors.embed([text])[0]
 
 
 class Recommender:
@@ -90,18 +83,40 @@ class Recommender:
 
     # -- state -------------------------------------------------------------------------------
     def catalogue(self) -> Catalogue:
-        """The catalogue, rebuilt when a catalogue fact changed since the last call."""
-        head = self.kg.snapshot.watermark  # brings the snapshot up to date
+        """The catalogue, rebuilt when a catalogue fact changed since the last call; on the
+        first call the one kept in the data directory, when nothing changed since it."""
+        head = self.kg.store.head()
         if self._cat is None:
-            self._cat, self._stats = Catalogue.build(self.kg, embed=self.embed), None
+            self._cat = self._stored(head)
+            self._stats = None
+            if self._cat is None:
+                self._cat = self._build(head)
         elif head != self._watermark:
             items_changed, stats_changed = self._changed_since(self._watermark)
             if items_changed:
-                self._cat = Catalogue.build(self.kg, embed=self.embed)
+                self._cat = self._build(head)
             if stats_changed:
                 self._stats = None
         self._watermark = head
         return self._cat
+
+    def _build(self, head: int) -> Catalogue:
+        cat = Catalogue.build(self.kg, embed=self.embed)
+        try:
+            persist.save(cat, persist.catalogue_path(self.kg.settings.data_dir), head,
+                         self.embed)
+        except OSError as exc:  # a read-only data directory: only slower next time
+            cat.notes.append(f"catalogue not kept in the data directory: {exc}")
+        return cat
+
+    def _stored(self, head: int) -> Catalogue | None:
+        found = persist.load(persist.catalogue_path(self.kg.settings.data_dir), self.embed)
+        if found is None:
+            return None
+        cat, watermark = found
+        if watermark > head or (watermark < head and self._changed_since(watermark)[0]):
+            return None  # another store, or catalogue facts changed since
+        return cat
 
     def stats(self) -> SuccessStats:
         if self._stats is None:
@@ -173,6 +188,12 @@ class Recommender:
                          "or load policies (autocnc policies)")
         return RecommendationResult(query, recs, (time.perf_counter() - t0) * 1000,
                                     w.source, notes)
+
+    def signals(self, query: ProblemQuery) -> signals.Signals:
+        """Every signal of every catalogue item for ``query`` (``similarAlerts`` too, even
+        when its weight is 0): what weights are fitted on (bench/recommend_runbooks.py)."""
+        cat = self.catalogue()
+        return signals.compute(cat, query, self._query_vector(cat, query), True)
 
     def feedback(self, fb: FeedbackInput) -> StoredFeedback:
         """Store the feedback as facts and learn from it at once."""
