@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.alertmanager import AlertmanagerReceiver, parse_payload
 from ingest.base import IngestContext, IngestReport, Record, Sink
 from kg.facts import FactBatch
 from kg.graph import KnowledgeGraph
+
+if TYPE_CHECKING:
+    from api.telemetry import Telemetry
 
 MAX_GROUP = 256  # notifications per commit
 
@@ -35,8 +39,10 @@ class _Job:
 
 class AlertReceiver:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock,
-                 incidents: Callable[[list[Record], str], FactBatch] | None = None) -> None:
+                 incidents: Callable[[list[Record], str], FactBatch] | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         self.kg = kg
+        self.telemetry = telemetry  # None: not measured
         self.guard = guard
         # the incident facts of the received alerts, written in the same transaction
         self.incidents = incidents
@@ -59,6 +65,10 @@ class AlertReceiver:
         job = _Job(payload, scope, dict(options or {}))
         self._queue.put(job)
         return job.done
+
+    def depth(self) -> int:
+        """Notifications validated and waiting for the writer (approximate)."""
+        return self._queue.qsize()
 
     def forget(self) -> None:
         """Drop cached label resolutions and definitions (after topology/rules changed)."""
@@ -90,6 +100,7 @@ class AlertReceiver:
                             j.done.set_exception(exc)
 
     def _write(self, jobs: list[_Job]) -> None:
+        start = time.perf_counter()
         with self.guard:
             report = IngestReport("alerts")
             sink = Sink(self.kg, report, batch_size=1_000_000)
@@ -108,6 +119,10 @@ class AlertReceiver:
                                     list(facts.relations)), counted=False)
                 counts.append(len(recs))
             sink.flush()
+        if self.telemetry is not None:
+            self.telemetry.webhook_committed(len(jobs), sum(counts),
+                                             time.perf_counter() - start)
+            self.telemetry.ingested("alertmanager", report)
         summary = report.to_json()
         for j, n in zip(jobs, counts, strict=True):
             j.done.set_result({"alerts": n, "group": len(jobs), **{

@@ -29,7 +29,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.alert_receiver import AlertReceiver
 from api.alert_resync import AlertResync, ResyncSchedule
@@ -43,6 +43,7 @@ from api.query_routes import add_query_routes
 from api.rca_routes import add_rca_routes
 from api.recommend_routes import add_recommend_routes
 from api.resync_routes import add_resync_routes
+from api.telemetry import ServerState, Telemetry
 from api.trace_routes import add_trace_routes
 from ingest import IngestError
 from ingest.alertmanager import WebhookPayloadError
@@ -145,6 +146,14 @@ def _status(exc: AutoCNCError) -> int:
     return 422 if isinstance(exc, IngestError) else 500
 
 
+def _outcome(exc: AutoCNCError | HTTPException) -> str:
+    """A refused webhook request as ``autocnc_webhook_notifications_total`` counts it."""
+    status = exc.status_code if isinstance(exc, HTTPException) else _status(exc)
+    if status == 503:
+        return "unavailable"
+    return "invalid" if status < 500 else "failed"
+
+
 def create_app(settings: Settings, *, url: str | None = None,
                serve_while_starting: bool = False) -> FastAPI:
     """The app for ``settings``; the knowledge graph is opened (and locked) at startup, in
@@ -160,6 +169,7 @@ def create_app(settings: Settings, *, url: str | None = None,
     # /livez, /readyz answer from memory, and operator queries run in worker processes on
     # read-only handles (kg.query.workers).
     guard = threading.Lock()
+    telemetry = Telemetry()
 
     def open_all() -> None:
         state["kg"] = KnowledgeGraph.open(settings, writer=True, url=url,
@@ -169,10 +179,12 @@ def create_app(settings: Settings, *, url: str | None = None,
         prometheus = state["prometheus"]
         state["rca"] = RCAService(state["kg"], sources=[prometheus] if prometheus else [])
         _warm(state["rca"])
-        state["incidents"] = IncidentWorker(state["kg"], guard, rca=state["rca"]).start()
+        state["incidents"] = IncidentWorker(state["kg"], guard, rca=state["rca"],
+                                            timed=lambda: telemetry.rca("incident")).start()
         state["alerts"] = AlertReceiver(
             state["kg"], guard,
             incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
+            telemetry=telemetry,
         ).start()
         state["views"] = ViewSyncer(state["kg"]).start()
         state["checkpoints"] = Checkpointer(state["kg"], CheckpointPolicy(
@@ -241,6 +253,22 @@ def create_app(settings: Settings, *, url: str | None = None,
         """FastAPI's 422, renderable whatever the input held (see api.limits)."""
         return JSONResponse({"detail": json_safe(exc.errors())}, status_code=422)
 
+    def server_state() -> ServerState:
+        """What ``/metrics`` reads: from memory, like ``/healthz``."""
+        if not startup.ready:
+            return ServerState(startup.phase, settings.data_dir)
+        g: KnowledgeGraph = state["kg"]
+        workers = state.get("queries")
+        return ServerState(
+            "rebuilding" if g.rebuilding else "ready", settings.data_dir, g.health(),
+            webhook_queue=state["alerts"].depth(),
+            incidents_tracked=state["incidents"].tracked,
+            incidents_due=state["incidents"].due,
+            query_workers_busy=workers.busy if workers is not None else None,
+            query_workers=settings.query_workers)
+
+    telemetry.watch(server_state)
+
     def running() -> dict[str, Any]:
         if not startup.ready:
             raise NotReady(f"the server is {startup.phase} (opening the stores, replaying, "
@@ -296,6 +324,24 @@ def create_app(settings: Settings, *, url: str | None = None,
             health["alertmanagerResync"] = resync.status()
         return JSONResponse({"status": status, **health})
 
+    async def metrics_reader(authorization: str | None = Header(None)) -> None:
+        """``/metrics`` needs the bearer token only with ``metrics_require_token``."""
+        if settings.metrics_require_token:
+            await writer(authorization)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             dependencies=[Depends(metrics_reader)],
+             responses={200: {"content": {"text/plain": {}}}})
+    async def metrics(request: Request) -> Response:
+        """AutoCNC's own metrics in the Prometheus exposition format (OpenMetrics when
+        the scraper asks for it): ingest records and rejections per source, the webhook's
+        notifications, alerts, latency and group commits, RCA and recommendation latency,
+        each view's lag and set-aside records, checkpoints, store size and queue depths
+        (docs/metrics.md). Answers from memory, also while the server starts
+        (``autocnc_ready`` 0); needs the bearer token only with ``metrics_require_token``."""
+        body, content_type = telemetry.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     add_query_routes(app, settings, kg, lambda: running()["queries"])
 
     @app.post("/v1/facts", tags=["ingest"], dependencies=[Depends(writer)])
@@ -309,11 +355,13 @@ def create_app(settings: Settings, *, url: str | None = None,
         return summary.__dict__ | {"facts": summary.facts}
 
     add_ingest_routes(app, settings, kg, writer, guard,
-                      after_write=lambda: state["alerts"].forget())
-    add_rca_routes(app, kg, lambda: running()["rca"], writer, guard)
-    add_recommend_routes(app, kg, writer, guard)
+                      after_write=lambda: state["alerts"].forget(), observe=telemetry.ingested)
+    add_rca_routes(app, kg, lambda: running()["rca"], writer, guard,
+                   timed=lambda: telemetry.rca("request"))
+    add_recommend_routes(app, kg, writer, guard, timed=telemetry.recommendation)
     add_causal_routes(app, kg, writer, guard)
-    add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget())
+    add_trace_routes(app, settings, kg, writer, guard, after_write=lambda: state["alerts"].forget(),
+                     observe=telemetry.ingested)
     add_resync_routes(app, kg, writer, lambda: state.get("resync"))
 
     # The webhook reads its body and writes its answer itself: FastAPI's validation of a
@@ -334,18 +382,27 @@ def create_app(settings: Settings, *, url: str | None = None,
         422 names the JSON pointer of a malformed field and writes nothing."""
         from asyncio import wrap_future
 
-        scope = scope or settings.default_scope
-        if not scope:
-            raise HTTPException(422, "missing query parameter 'scope': the cluster whose "
-                                "topology the alert labels resolve against (or set "
-                                "default_scope)")
+        start, outcome = time.perf_counter(), "failed"
         try:
-            payload = json.loads(await request.body())
-        except ValueError as exc:  # UnicodeDecodeError included
-            raise WebhookPayloadError("", f"the body is not JSON: {exc}") from None
-        opts = {"rules_scope": rules_scope} if rules_scope else {}
-        done = running()["alerts"].submit(payload, scope, opts)
-        return JSONResponse(await wrap_future(done))
+            scope = scope or settings.default_scope
+            if not scope:
+                raise HTTPException(422, "missing query parameter 'scope': the cluster whose "
+                                    "topology the alert labels resolve against (or set "
+                                    "default_scope)")
+            try:
+                payload = json.loads(await request.body())
+            except ValueError as exc:  # UnicodeDecodeError included
+                raise WebhookPayloadError("", f"the body is not JSON: {exc}") from None
+            opts = {"rules_scope": rules_scope} if rules_scope else {}
+            done = running()["alerts"].submit(payload, scope, opts)
+            answer = JSONResponse(await wrap_future(done))
+            outcome = "accepted"
+            return answer
+        except (AutoCNCError, HTTPException) as exc:
+            outcome = _outcome(exc)
+            raise
+        finally:
+            telemetry.webhook_answered(outcome, time.perf_counter() - start)
 
     @app.post("/v1/reindex", tags=["ops"], dependencies=[Depends(writer)])
     def reindex(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -103,8 +104,11 @@ class IncidentWorker:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock, *,
                  config: GroupingConfig | None = None,
                  clock: Callable[[], datetime] = now_utc,
-                 rca: RCAService | None = None) -> None:
+                 rca: RCAService | None = None,
+                 timed: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self.kg = kg
+        self.timed = timed  # times each analysis (the server's metrics)
+        self.due = 0  # incidents due for analysis and not analysed yet (a queue depth)
         self.guard = guard
         self.clock = clock
         self.grouper = IncidentGrouper(config, clock)
@@ -130,6 +134,11 @@ class IncidentWorker:
 
     def stop(self) -> None:
         self._ticker.stop()
+
+    @property
+    def tracked(self) -> int:
+        """Incidents in the grouping state."""
+        return len(self.grouper.incidents)
 
     def assign(self, refs: Sequence[AlertRef], scope: str) -> FactBatch:
         """Group alerts into incidents; the facts to write (the caller writes them, e.g. in
@@ -174,7 +183,9 @@ class IncidentWorker:
             due = [inc for inc in self.grouper.incidents.values()
                    if should_analyse(inc, now, self.grouper.config)[0]]
         done = []
+        self.due = len(due)
         for inc in due:
+            self.due -= 1
             firing = sorted((a for a in inc.alerts.values() if a.status == "firing"),
                             key=lambda a: (a.starts_at, a.iri))[-MAX_SYMPTOMS:]
             symptoms = [Symptom(a.entity, a.name, a.starts_at, a.iri, a.definition,
@@ -183,7 +194,7 @@ class IncidentWorker:
                 continue
             # the analysis holds the snapshot, not the writer's lock: alerts keep landing
             # meanwhile (they join the next analysis); only its result is a write
-            with self.kg.holding_snapshot():
+            with self.kg.holding_snapshot(), self.timed():
                 result = self.rca.analyse(symptoms)
             with self.guard:
                 self.rca.store(result, scope=self.scopes.get(inc.key, "default"),

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import GraphDependency, WriterDependency
-from ingest import Input, run_ingest
+from ingest import IngestReport, Input, run_ingest
 from kg.config import Settings
 from kg.facts import utc
 from kg.graph import KnowledgeGraph
@@ -25,7 +25,10 @@ Kind = Literal["topology", "metrics", "logs", "runbooks", "alerts", "traces"]
 
 def add_ingest_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
                       writer: WriterDependency, guard: threading.Lock,
-                      after_write: Callable[[], None] = lambda: None) -> None:
+                      after_write: Callable[[], None] = lambda: None,
+                      observe: Callable[[str, IngestReport], None] = lambda kind, r: None
+                      ) -> None:
+    """``observe`` gets each report (the server's metrics count records and rejects)."""
     @app.post("/v1/ingest/{kind}", tags=["ingest"], dependencies=[Depends(writer)])
     async def ingest_file(
         kind: Kind, request: Request, scope: str | None = None, name: str = "upload",
@@ -56,8 +59,9 @@ def add_ingest_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
         def work() -> dict[str, Any]:
             with guard:
                 report = run_ingest(g, kind, [inp], scope=scope, as_of=when,
-                                    dry_run=dry_run, options=opts).to_json()
+                                    dry_run=dry_run, options=opts)
             after_write()  # cached label resolutions may be stale now
-            return report
+            observe(kind, report)
+            return report.to_json()
 
         return await run_in_threadpool(work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, Literal
 
@@ -57,7 +58,9 @@ class RCARequest(BaseModel):
 
 def add_rca_routes(app: FastAPI, kg: GraphDependency,
                    rca: Callable[[], RCAService], writer: WriterDependency,
-                   guard: threading.Lock) -> None:
+                   guard: threading.Lock,
+                   timed: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+    """``timed`` times each analysis that answers (the server's metrics)."""
     @app.post("/v1/rca", tags=["rca"], response_class=Response,
               responses={200: {"content": {"application/json": {}}}})
     async def post_rca(req: RCARequest, svc: RCAService = Depends(rca),
@@ -82,7 +85,7 @@ def add_rca_routes(app: FastAPI, kg: GraphDependency,
 
         def work() -> str:
             # reads the snapshot held steady, not the writer's lock: intake goes on
-            with svc.kg.holding_snapshot():
+            with svc.kg.holding_snapshot(), timed():
                 if req.alerts is not None:
                     symptoms = svc.symptoms_from_alerts(req.alerts, str(req.scope))
                 elif req.incident is not None:

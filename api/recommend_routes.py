@@ -10,6 +10,8 @@ configured, and answer after the facts are durable.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException
@@ -91,7 +93,10 @@ class TrainRequest(BaseModel):
 
 
 def add_recommend_routes(app: FastAPI, kg: GraphDependency,
-                         writer: WriterDependency, guard: threading.Lock) -> None:
+                         writer: WriterDependency, guard: threading.Lock,
+                         timed: Callable[[], AbstractContextManager[None]] = nullcontext
+                         ) -> None:
+    """``timed`` times each recommendation that answers (the server's metrics)."""
     held: dict[int, Recommender] = {}
 
     def recommender(g: KnowledgeGraph) -> Recommender:
@@ -115,7 +120,7 @@ def add_recommend_routes(app: FastAPI, kg: GraphDependency,
             raise HTTPException(422, "give exactly one of incident, alert, text")
 
         def work() -> dict[str, Any]:
-            with guard:
+            with guard, timed():
                 try:
                     if req.incident is not None:
                         query = from_incident(g, req.incident)

@@ -32,7 +32,10 @@ INVALID_ARGUMENT = 3  # google.rpc.Code
 
 def add_trace_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
                      writer: WriterDependency, guard: threading.Lock,
-                     after_write: Callable[[], None] = lambda: None) -> None:
+                     after_write: Callable[[], None] = lambda: None,
+                     observe: Callable[[str, IngestReport], None] = lambda kind, r: None
+                     ) -> None:
+    """``observe`` gets each report (the server's metrics count records and rejects)."""
     @app.post("/v1/traces", tags=["ingest"], dependencies=[Depends(writer)],
               responses={400: {"description": "malformed request (google.rpc.Status)"},
                          413: {"description": "body over the size limit"},
@@ -71,6 +74,7 @@ def add_trace_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
                 report = run_ingest(g, "traces", [inp], scope=scope,
                                     options={"format": fmt})
             after_write()  # new services: cached label resolutions may be stale
+            observe("traces", report)
             return report
 
         try:

@@ -55,6 +55,10 @@ class Settings(BaseModel):
     neo4j_password: str | None = Field(None, repr=False)
     neo4j_database: str = "neo4j"
     api_token: str | None = Field(None, repr=False)
+    metrics_require_token: bool = Field(
+        False, description="GET /metrics needs the bearer token of api_token too (default: "
+                           "it is open like /healthz: counts and latencies, no graph "
+                           "content); give Prometheus the token in its scrape job")
     iri_base: str = DEFAULT_BASE
     query_timeout_s: float = Field(30.0, gt=0, le=600)
     query_max_rows: int = Field(10_000, gt=0, le=1_000_000)

@@ -171,6 +171,12 @@ class QueryWorkers:
         for w in workers:
             w.kill()
 
+    @property
+    def busy(self) -> int:
+        """Workers running (or starting for) a query now; read without the pool's lock,
+        for the server's metrics."""
+        return max(0, self._live - len(self._idle))
+
     # -- running a query ---------------------------------------------------------------
     def run(self, request: QueryRequest) -> QueryResult:
         """The query's result; QueryTimedOut, QueryOverMemory, QueryWorkersBusy or the
