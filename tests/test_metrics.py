@@ -10,6 +10,7 @@ skipped locally and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from kg.config import Settings, load_settings
 from tests.live import PROMETHEUS, PROMTOOL, Process, free_port, need, start_server, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 TOKEN = "metrics-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCOPE = "shop"
@@ -236,6 +238,13 @@ def test_prometheus_scrapes_autocnc_and_loads_its_alert_rules(served: Served,
         # the set-up is healthy: nothing fires (AutoCNCIngestRejects is pending or firing)
         active = {r["name"] for r in rules if r["state"] != "inactive"}
         assert active <= {"AutoCNCIngestRejects"}, rules
+
+        examples = re.search(r"^```promql\n(.*?)^```", DOCS.read_text(), re.M | re.S)
+        assert examples is not None
+        queries = [q for q in examples.group(1).splitlines() if q and not q.startswith("#")]
+        assert len(queries) >= 4
+        for q in queries:  # the docs' example queries run (an error fails prom_query)
+            prom_query(url, q)
     finally:
         prom.stop()
 
