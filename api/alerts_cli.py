@@ -6,29 +6,26 @@ otherwise the CLI opens the stores and writes through the same receiver itself.
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
-from rich.console import Console
 
 from api.cli_context import http, server, settings
+from api.output import JsonFlag, Output, chosen, emit_doc, stdout
 from kg.errors import ConfigError
 
 alerts_app = typer.Typer(help="Alerts from Alertmanager (the webhook receiver is "
                               "`autocnc serve`; rule files: `autocnc ingest alerts`).",
                          no_args_is_help=True)
-console = Console()
 
 
 @alerts_app.command("resync")
-def resync(as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")
-                              ] = False) -> None:
+def resync(output: Output = None, as_json: JsonFlag = False) -> None:
     """Reconcile the graph with the alerts Alertmanager holds now (setting alertmanager_url,
     AUTOCNC_ALERTMANAGER_URL): create the firing alerts the graph lacks (joining incidents
     as delivered ones do), close the occurrences it no longer holds, leave the rest; prints
     the counts. The server does this on start-up and every alertmanager_resync_s seconds."""
+    fmt = chosen(output, json_flag=as_json)
     s = settings()
     if (info := server(s)) is not None:  # the server's own settings apply
         outcome = http(info, "POST", "/v1/alerts/resync").json()
@@ -39,21 +36,18 @@ def resync(as_json: Annotated[bool, typer.Option("--json", help="print the outco
         from api.alert_resync import resync_locally
 
         outcome = resync_locally(s)
-    if as_json:
-        sys.stdout.write(json.dumps(outcome, indent=1, default=str) + "\n")
-        return
-    _print(outcome)
+    emit_doc(fmt, outcome, human=_print)
 
 
-def _print(outcome: dict[str, Any]) -> None:
+def _print(outcome: Any) -> None:
     c, am = outcome["counts"], outcome["alertmanager"]
-    console.print(f"Alertmanager {am['version'] or '(version unknown)'}: {am['alerts']} "
+    stdout.print(f"Alertmanager {am['version'] or '(version unknown)'}: {am['alerts']} "
                   "alerts held, "
                   f"{am['toAutocnc']} routed to AutoCNC (receivers "
                   f"{', '.join(outcome['receivers']) or 'all'})")
-    console.print(f"created {c['created']}, closed {c['closedMissing']} missing and "
+    stdout.print(f"created {c['created']}, closed {c['closedMissing']} missing and "
                   f"{c['closedRefired']} refired, reopened {c['reopened']}, unchanged "
                   f"{c['unchanged']}, suppressed {c['suppressed']}, deferred {c['deferred']} "
                   f"in {outcome['durationS']:.2f} s")
     for problem in outcome["problems"]:
-        console.print(f"[yellow]note:[/yellow] {problem}")
+        stdout.print(f"[yellow]note:[/yellow] {problem}")

@@ -6,21 +6,16 @@ otherwise the CLI opens the stores itself and shows its progress on stderr.
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from api.output import JsonFlag, Output, chosen, emit_doc, emit_rows, stdout
+from api.output import stderr as errors
 from kg.errors import AutoCNCError
 from kg.facts import utc
-
-console = Console()
-errors = Console(stderr=True)
 
 
 def causal(
@@ -54,11 +49,17 @@ def causal(
     prior_from_graph: Annotated[bool, typer.Option(help="also use the causes links asserted "
                                                         "in the graph")] = True,
     dry_run: Annotated[bool, typer.Option(help="learn and print, store nothing")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    output: Output = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Learn which event types cause which (topological Hawkes process over the alerts,
-    alarms, anomalies and log events of SCOPE, along its topology; docs/causal.md) and
-    store the edges as CausalEdge knowledge in SCOPE, where RCA's causal signal reads them."""
+    """Learn which event types cause which, from the graph's history of SCOPE.
+
+    A topological Hawkes process over the alerts, alarms, anomalies and log events of
+    SCOPE, along its topology (docs/causal.md); the edges are stored as CausalEdge
+    knowledge in SCOPE, where RCA's causal signal reads them.
+
+    -o csv prints one row per learned edge; -o json / yaml the whole outcome."""
+    fmt = chosen(output, json_flag=as_json)
     from api.cli_context import http, open_graph, server, settings
 
     kinds = [k.strip() for k in edge_kinds.split(",")] if edge_kinds else None
@@ -75,10 +76,14 @@ def causal(
                       json={k: v for k, v in body.items() if v is not None}).json()
     else:
         result = _learn_here(open_graph, body, since, until)
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
+    if fmt == "csv":
+        emit_rows(fmt, EDGE_COLUMNS, [[e[c] for c in EDGE_COLUMNS] for e in result["edges"]])
         return
-    _print(result)
+    emit_doc(fmt, result, human=_print)
+
+
+EDGE_COLUMNS = ["cause", "effect", "kind", "confidence", "share", "support", "lag_seconds",
+                "via", "prior"]
 
 
 def _learn_here(open_graph: Any, body: dict[str, Any], since: str | None,
@@ -121,8 +126,8 @@ def _time(text: str | None, what: str) -> datetime | None:
     return utc(text, what=what) if text is not None else None
 
 
-def _print(result: dict[str, Any]) -> None:
-    console.print(f"{result['events']:,} events of {result['eventTypes']} types on "
+def _print(result: Any) -> None:
+    stdout.print(f"{result['events']:,} events of {result['eventTypes']} types on "
                   f"{result['entities']:,} entities ({result['links']:,} links) in scope "
                   f"{result['scope']}: {result['direct']} direct and {result['indirect']} "
                   f"indirect edges in {result['seconds']:.1f} s"
@@ -131,13 +136,14 @@ def _print(result: dict[str, Any]) -> None:
         devices = ", ".join(f"{d} ({n})" for d, n in result["unresolvedDevices"].items())
         errors.print(f"[yellow]{result['unresolvedEvents']:,} events left out: on devices the "
                      f"graph does not know: {devices}[/yellow]")
-    table = Table("cause", "effect", "kind", "confidence", "share", "support", "lag s", "via",
-                  "prior")
-    for e in result["edges"][:40]:
-        table.add_row(_short(e["cause"]), _short(e["effect"]), e["kind"],
-                      f"{e['confidence']:.3f}", f"{e['share']:.3f}", str(e["support"]),
-                      f"{e['lag_seconds']:.0f}", e["via"], e["prior"])
-    console.print(table)
+    edges = result["edges"]
+    emit_rows("table", ["cause", "effect", "kind", "confidence", "share", "support",
+                        "lag s", "via", "prior"],
+              [[_short(e["cause"]), _short(e["effect"]), e["kind"], f"{e['confidence']:.3f}",
+                f"{e['share']:.3f}", e["support"], f"{e['lag_seconds']:.0f}", e["via"],
+                e["prior"]] for e in edges[:40]],
+              footer=f"{len(edges)} edge(s)" + (" (-o csv or -o json lists every one)"
+                                                 if len(edges) > 40 else ""))
 
 
 def _short(iri: str) -> str:

@@ -2,26 +2,34 @@
 
 Writes go to the process that holds the data directory's writer lock: when ``autocnc serve``
 runs, CLI commands send their work to its API; otherwise they open the stores themselves
-(read-only for reads).
+(read-only for reads). Every command prints with ``-o/--output table|json|yaml|csv``
+(api/output.py, docs/cli.md).
+
+Start-up matters for scripts: this module imports Typer, Rich and the error types only;
+each command imports what it needs when it runs (``autocnc --help`` stays well under half
+a second, a command that asks a running server imports httpx and nothing of the engine).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from api.cli_context import OPTIONS, http, open_graph, server, settings
-from kg.config import Settings
+from api.cli_context import OPTIONS, PortUnavailable, http, open_graph, server, settings
+from api.output import (
+    FormatAlias,
+    Output,
+    chosen,
+    emit_doc,
+    emit_rows,
+    output_param,
+    stderr,
+    stdout,
+)
 from kg.errors import AutoCNCError, ConfigError
 
 app = typer.Typer(help="AutoCNC: knowledge-graph engine for CNC operations.",
@@ -31,8 +39,6 @@ query_app = typer.Typer(help="Query the knowledge graph (read-only unless --writ
 ingest_app = typer.Typer(help="Ingest data into the knowledge graph.", no_args_is_help=True)
 app.add_typer(query_app, name="query")
 app.add_typer(ingest_app, name="ingest")
-console = Console()
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -53,22 +59,30 @@ def main_options(
 
 
 @app.command()
-def init() -> None:
+def init(output: Output = None) -> None:
     """Create an empty store (graph store + RDF view) with the ontology loaded."""
+    fmt = chosen(output)
     kg = open_graph(writer=True)
     try:
         h = kg.health()
     finally:
         kg.close()
-    console.print(f"initialised {h['store']} store in {settings().data_dir} "
-                  f"(ontology {h['ontologyVersion']}, change log at {h['changeLogHead']})")
+    emit_doc(fmt, {"dataDir": str(settings().data_dir), **h}, human=lambda d: stdout.print(
+        f"initialised {d['store']} store in {d['dataDir']} (ontology "
+        f"{d['ontologyVersion']}, change log at {d['changeLogHead']})", markup=False))
 
 
 @ingest_app.command("facts")
-def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact batch")]) -> None:
+def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact batch")],
+                 output: Output = None) -> None:
     """Upsert a batch of facts in the native fact format (docs/model.md), all or nothing."""
+    import dataclasses
+
+    import yaml
+
     from kg.facts import FactBatch
 
+    fmt = chosen(output)
     s = settings()
     try:
         text = file.read_text(encoding="utf-8")
@@ -77,7 +91,8 @@ def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact ba
         raise AutoCNCError(f"cannot read {file}: {exc}") from exc
     if (info := server(s)) is not None:
         result = http(info, "POST", "/v1/facts", json=doc).json()
-        console.print(f"written through the server at {info['url']}: {result}")
+        emit_doc(fmt, result, human=lambda d: stdout.print(
+            f"written through the server at {info['url']}: {d}", markup=False))
         return
     batch = FactBatch.from_json(doc, base=s.iri_base)
     kg = open_graph(writer=True)
@@ -85,7 +100,8 @@ def ingest_facts(file: Annotated[Path, typer.Argument(help="JSON or YAML fact ba
         summary = kg.write(batch)
     finally:
         kg.close()
-    console.print(f"written: {summary}")
+    emit_doc(fmt, dataclasses.asdict(summary),
+             human=lambda d: stdout.print(f"written: {summary}", markup=False))
 
 
 _INGEST_HELP = {
@@ -116,30 +132,10 @@ def _register_ingest_commands() -> None:
 _register_ingest_commands()
 
 
-def _emit(columns: list[str], rows: list[list[Any]], fmt: str, truncated: bool) -> None:
-    def plain(v: Any) -> Any:
-        return v.isoformat() if isinstance(v, datetime) else v
-
-    if fmt == "json":
-        sys.stdout.write(json.dumps([{c: plain(v) for c, v in zip(columns, r, strict=True)}
-                                     for r in rows], default=str, indent=1) + "\n")
-    elif fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(columns)
-        w.writerows([[plain(v) for v in r] for r in rows])
-        sys.stdout.write(buf.getvalue())
-    else:
-        table = Table(*columns)
-        for r in rows:
-            table.add_row(*["" if v is None else str(plain(v)) for v in r])
-        console.print(table)
-        console.print(f"{len(rows)} row(s)")
+def _emit(fmt: str, columns: list[str], rows: list[list[Any]], truncated: bool) -> None:
+    emit_rows(fmt, columns, rows, footer=f"{len(rows)} row(s)")
     if truncated:
-        err.print("[yellow]result truncated at the row cap[/yellow]")
-
-
-Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+        stderr.print("[yellow]result truncated at the row cap[/yellow]")
 
 
 @query_app.command("cypher")
@@ -148,9 +144,11 @@ def query_cypher(
     param: Annotated[list[str] | None, typer.Option("--param", "-p",
                                                     help="NAME=JSON value, repeatable")] = None,
     write: Annotated[bool, typer.Option(help="allow writing clauses (maintenance)")] = False,
-    format: Format = "table",
+    output: Output = None,
+    format: FormatAlias = None,
 ) -> None:
     """Run Cypher on the graph store (read-only unless --write)."""
+    fmt = chosen(output, format_alias=format)
     params = {}
     for p in param or []:
         name, _, value = p.partition("=")
@@ -164,85 +162,128 @@ def query_cypher(
             raise AutoCNCError("the server holds the store; --write is refused while it runs")
         body = http(info, "POST", "/v1/cypher", json={"query": query, "parameters": params})
         res = body.json()
-        _emit(res["columns"], res["rows"], format, res["truncated"])
+        _emit(fmt, res["columns"], res["rows"], res["truncated"])
         return
     kg = open_graph(writer=write)
     try:
         r = kg.cypher(query, params, write=write)
     finally:
         kg.close()
-    _emit(r.columns, r.rows, format, r.truncated)
+    _emit(fmt, r.columns, r.rows, r.truncated)
 
 
 @query_app.command("sparql")
-def query_sparql(query: str, format: Format = "table") -> None:
+def query_sparql(query: str, output: Output = None, format: FormatAlias = None) -> None:
     """Run a SPARQL 1.1 query on the RDF view (read-only)."""
+    fmt = chosen(output, format_alias=format)
     s = settings()
     if (info := server(s)) is not None:
         res = http(info, "POST", "/v1/sparql", content=query.encode(),
                    headers={"Content-Type": "application/sparql-query",
                             "Accept": "application/sparql-results+json"}).json()
         if "boolean" in res:
-            _emit(["ask"], [[res["boolean"]]], format, False)
+            _emit(fmt, ["ask"], [[res["boolean"]]], False)
             return
         cols = res["head"]["vars"]
         rows = [[b.get(c, {}).get("value") for c in cols] for b in res["results"]["bindings"]]
-        _emit(cols, rows, format, False)
+        _emit(fmt, cols, rows, False)
         return
     kg = open_graph(writer=False)
     try:
         r = kg.sparql(query)
     finally:
         kg.close()
-    _emit(r.columns, r.rows, format, r.truncated)
+    _emit(fmt, r.columns, r.rows, r.truncated)
 
 
 @app.command()
-def reindex() -> None:
+def reindex(output: Output = None) -> None:
     """Rebuild the derived views (RDF view, snapshot) from the graph store, from zero."""
+    fmt = chosen(output)
     s = settings()
     if (info := server(s)) is not None:
-        console.print(http(info, "POST", "/v1/reindex").json())
+        emit_doc(fmt, http(info, "POST", "/v1/reindex").json())
         return
     kg = open_graph(writer=True)
     try:
         kg.reindex()
-        console.print(kg.health())
+        emit_doc(fmt, kg.health())
     finally:
         kg.close()
 
 
 @app.command()
-def status() -> None:
-    """Show the store, the change-log head and each derived view's lag."""
+def status(output: Output = None) -> None:
+    """Show the store, the change-log head and each derived view's lag.
+
+    -o table and csv: one dotted field per row (e.g. views.rdf.lag)."""
+    fmt = chosen(output)
     s = settings()
     if (info := server(s)) is not None:
-        console.print(http(info, "GET", "/healthz").json())
-        return
-    kg = open_graph(writer=False)
-    try:
-        console.print(kg.health())
-    finally:
-        kg.close()
+        health = {"server": info["url"], **http(info, "GET", "/healthz").json()}
+    else:
+        kg = open_graph(writer=False)
+        try:
+            health = {"server": None, **kg.health()}
+        finally:
+            kg.close()
+    emit_doc(fmt, health)
 
 
 SHUTDOWN_GRACE_S = 10
+ServeOutput = Annotated[str | None, output_param("table")]
+DemoOutput = Annotated[str | None, output_param("table", "json", "yaml")]
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail in milliseconds, before the stores open, when ``host:port`` cannot be served
+    (uvicorn would only find out after the whole start-up)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(host, port, f"unknown host ({exc.strerror})") from exc
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            reason = {errno.EADDRINUSE: "the port is in use by another process (pick "
+                                        "another --port)",
+                      errno.EACCES: "binding this port needs privileges (use a port "
+                                    "above 1023)",
+                      errno.EADDRNOTAVAIL: "the address is not one of this machine's"
+                      }.get(exc.errno or 0, exc.strerror or str(exc))
+            raise PortUnavailable(host, port, reason) from exc
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="bind address; non-loopback needs "
                                       "AUTOCNC_API_TOKEN")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port, 1-65535")] = 8080,
+    output: ServeOutput = None,
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs); holds the data directory's writer lock."""
+    """Serve the HTTP API (OpenAPI docs at /docs); holds the data directory's writer lock.
+
+    Prints its log for people (-o table only). Exit code 2 at once when the port cannot be
+    bound or another server holds the data directory."""
+    chosen(output)
+    s = settings()
+    if host not in ("127.0.0.1", "localhost", "::1") and not s.api_token:
+        raise ConfigError(f"binding {host} exposes the API: set AUTOCNC_API_TOKEN first")
+    if (info := server(s)) is not None:
+        raise AutoCNCError(f"the server at {info['url']} (pid {info.get('pid', '?')}) "
+                           f"already holds the data directory {s.data_dir}")
+    check_bindable(host, port)
     import uvicorn
 
     from api.app import create_app
 
-    s = settings()
-    if host not in ("127.0.0.1", "localhost", "::1") and not s.api_token:
-        raise ConfigError(f"binding {host} exposes the API: set AUTOCNC_API_TOKEN first")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     # On SIGTERM, requests still running after SHUTDOWN_GRACE_S are given up (a query's
     # worker is then stopped; a write finishes before the stores close).
@@ -251,143 +292,50 @@ def serve(
 
 
 @app.command()
-def demo(seed: Annotated[int, typer.Option(help="generator seed")] = 7) -> None:
-    """Build the demo CNC in the embedded store and answer the competency questions."""
+def demo(seed: Annotated[int, typer.Option(help="generator seed")] = 7,
+         output: DemoOutput = None) -> None:
+    """Build the demo CNC, answer the competency questions, explain injected faults.
+
+    The demo CNC goes into the configured store (--store embedded | neo4j); faults are
+    injected through the webhook and explained by RCA. -o json / yaml: the answers on stdout,
+    the report on stderr."""
     from api.demo_report import run_demo
 
+    fmt = chosen(output)
     s = settings()
-    if s.store != "embedded":
-        s = s.model_copy(update={"store": "embedded"})
-    run_demo(s, seed, console)
-
-
-
-@app.command()
-def rca(
-    alerts: Annotated[Path | None, typer.Option(
-        help="Alertmanager webhook payload (JSON) or a JSON list of its alerts")] = None,
-    window: Annotated[tuple[str, str] | None, typer.Option(
-        help="START END (ISO 8601 with zone): the firing alerts in the graph in this window")
-    ] = None,
-    incident: Annotated[str | None, typer.Option(help="IRI of an incident in the graph")
-                        ] = None,
-    scope: Annotated[str | None, typer.Option(
-        help="cluster/network/site the alert labels belong to")] = None,
-    store: Annotated[bool, typer.Option(help="store the result in the graph")] = False,
-    limit: Annotated[str, typer.Option(
-        help="candidates to show: a number >= 1, or 'all'")] = "10",
-    reference: Annotated[tuple[str, str] | None, typer.Option(
-        help="START END (ISO 8601 with zone): a known fault-free window to judge series "
-             "against (default: the hour before the incident, cleaned of anomalies)")
-    ] = None,
-    format: Format = "table",
-) -> None:
-    """Rank the root causes of alerts (a file), an incident, or a time window, with the
-    evidence that makes each candidate the origin (present, normal, unjudged or missing
-    per kind), the deviating series and the paths that link it to the symptoms."""
-    if limit != "all" and not (limit.isdigit() and int(limit) >= 1):
-        raise AutoCNCError(f"--limit: expected a number >= 1 or 'all', got {limit!r}")
-    body: dict[str, Any] = {"scope": scope, "store": store,
-                            "limit": limit if limit == "all" else int(limit)}
-    if reference is not None:
-        body["reference"] = {"start": reference[0], "end": reference[1]}
-    if sum(x is not None for x in (alerts, window, incident)) != 1:
-        raise AutoCNCError("give exactly one of --alerts, --window, --incident")
-    if alerts is not None:
-        try:
-            doc = json.loads(alerts.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise AutoCNCError(f"cannot read {alerts}: {exc}") from exc
-        body["alerts"] = doc.get("alerts", []) if isinstance(doc, dict) else doc
-        if not scope:
-            raise AutoCNCError("--alerts needs --scope: the cluster its labels belong to")
-    elif window is not None:
-        body["window"] = {"start": window[0], "end": window[1]}
-    else:
-        body["incident"] = incident
-    s = settings()
-    if (info := server(s)) is not None:
-        result = http(info, "POST", "/v1/rca", json=body).json()
-    else:
-        result = _rca_local(s, body)
-    if format == "json":
-        sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
-        return
-    table = Table("rank", "candidate", "type", "score", "hypothesis", "evidence")
-    for c in result["candidates"]:
-        if "evidenceKinds" in c:
-            present = [f"{k} {v['origin']:.2f}" for k, v in c["evidenceKinds"].items()
-                       if v["status"] == "present"]
-        else:
-            top = sorted(c["contributions"].items(), key=lambda kv: -kv[1])[:3]
-            present = [f"{k} {v:.2f}" for k, v in top if v]
-        table.add_row(str(c["rank"]), c["entity"], c["kind"], f"{c['score']:.3f}",
-                      c["hypothesis"], ", ".join(present))
-    console.print(table)
-    shown, total = len(result["candidates"]), result.get("totalCandidates", 0)
-    if total > shown:
-        console.print(f"{shown} of {total} candidates (--limit all shows every one)")
-    for problem in result.get("evidence", {}).get("problems", []):
-        console.print(f"[yellow]evidence not read:[/yellow] {problem}", markup=True)
-    if result["candidates"]:
-        for path in result["candidates"][0]["paths"][:3]:
-            hops = " <- ".join(path["entities"][::-1])
-            console.print(f"evidence: {path['symptomName']} at {path['at']}: {hops}")
-    console.print(result["explanation"])
-
-
-def _rca_local(s: Settings, body: dict[str, Any]) -> dict[str, Any]:
-    from kg.facts import utc
-    from reasoning.rca import RCAService
-    from reasoning.rca.evidence.prometheus import PrometheusSeries
-
-    kg = open_graph(writer=bool(body["store"]))
-    prometheus = None
-    try:
-        # series pulled from the operator's Prometheus too, as the server does
-        prometheus = PrometheusSeries.from_settings(kg)
-        svc = RCAService(kg, sources=[prometheus] if prometheus else [])
-        if "alerts" in body:
-            symptoms = svc.symptoms_from_alerts(body["alerts"], body["scope"])
-        elif "window" in body:
-            w = body["window"]
-            symptoms = svc.symptoms_in_window(utc(w["start"], what="--window start"),
-                                              utc(w["end"], what="--window end"),
-                                              body["scope"])
-        else:
-            symptoms = svc.symptoms_of_incident(body["incident"])
-        if not symptoms:
-            raise AutoCNCError("no firing alerts found for this request")
-        ref = body.get("reference")
-        result = svc.analyse(
-            symptoms, limit=None if body["limit"] == "all" else int(body["limit"]),
-            reference=(utc(ref["start"], what="--reference start"),
-                       utc(ref["end"], what="--reference end")) if ref else None)
-        if body["store"]:
-            svc.store(result, scope=body["scope"] or "default", incident=body.get("incident"))
-        return result.to_json()
-    finally:
-        if prometheus is not None:
-            prometheus.close()
-        kg.close()
+    report = run_demo(s, seed, stdout if fmt == "table" else stderr)
+    if fmt != "table":
+        emit_doc(fmt, report)
 
 
 def _register_commands() -> None:
     from api.alerts_cli import alerts_app
     from api.causal_cli import causal
+    from api.rca_cli import incidents_app, rca
     from api.recommend_cli import feedback, policies, recommend, train
 
-    for command in (recommend, train, feedback, policies, causal):
-        app.command()(command)
+    for command in (rca, recommend, train, feedback, policies, causal):
+        # the list of commands shows the first sentence of each docstring
+        first = " ".join((command.__doc__ or "").split()).split(". ")[0].rstrip(".")
+        app.command(short_help=first + ".")(command)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(incidents_app, name="incidents")
 
 
 _register_commands()
 
 
 def main() -> None:
+    """The console script: a user's error is one line on stderr and exit code 2, never a
+    traceback (docs/cli.md lists the exit codes)."""
     try:
         app()
     except AutoCNCError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        from rich.markup import escape
+
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                     soft_wrap=True)  # one line, however long: scripts grep it
         sys.exit(2)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import Progress
-
-from kg.config import Settings, load_settings
 from kg.errors import AutoCNCError
-from kg.lock import holder
+
+if TYPE_CHECKING:  # imported where used: `autocnc --help` and server calls stay quick
+    from rich.progress import Progress
+
+    from kg.config import Settings
 
 # The global options of the command line (set by its callback before any command runs).
 OPTIONS: dict[str, Any] = {}
@@ -23,11 +24,30 @@ OPTIONS: dict[str, Any] = {}
 
 def settings() -> Settings:
     """The settings from the global options, the environment and the config file."""
+    from kg.config import load_settings
+
     opts = dict(OPTIONS)
     return load_settings(opts.pop("config_file", None), **opts)
 
 
+class ServerUnreachable(AutoCNCError):
+    """The server that holds the data directory does not answer."""
+
+    retryable = True
+
+
+class PortUnavailable(AutoCNCError):
+    """``autocnc serve`` cannot bind its address: in use, not permitted, or not local."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"cannot serve on {host}:{port}: {reason}")
+
+
 def server(s: Settings) -> dict[str, Any] | None:
+    """The running server that holds ``s.data_dir`` (its pid and url), or None."""
+    from kg.lock import holder
+
     info = holder(s.data_dir)
     return info if info and info.get("url") else None
 
@@ -40,8 +60,13 @@ def http(info: dict[str, Any], method: str, path: str, **kwargs: Any) -> Any:
         headers["Authorization"] = f"Bearer {os.environ['AUTOCNC_API_TOKEN']}"
     deadline = time.monotonic() + STARTING_WAIT_S
     while True:
-        resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600,
-                             **kwargs)
+        try:
+            resp = httpx.request(method, info["url"] + path, headers=headers, timeout=600,
+                                 **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"the server at {info['url']} (pid {info.get('pid', '?')}) holds the data "
+                f"directory but does not answer: {exc or type(exc).__name__}") from exc
         # a server that is still starting answers 503 NotReady: wait for it
         if resp.status_code != 503 or time.monotonic() > deadline or \
                 _error_name(resp) != "NotReady":

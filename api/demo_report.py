@@ -24,7 +24,9 @@ def demo_params(d: DemoCNC) -> dict[str, Any]:
             "minUtilisation": 0.7, "cluster": d.clusters["cloud-beijing"]}
 
 
-def run_demo(settings: Settings, seed: int, console: Console) -> None:
+def run_demo(settings: Settings, seed: int, console: Console) -> dict[str, Any]:
+    """Load the demo, answer the competency questions, explain injected faults; prints the
+    report on ``console`` and returns it as a document (``autocnc demo -o json``)."""
     d = generate_demo(seed, settings.iri_base)
     kg = KnowledgeGraph.open(settings, writer=True)
     try:
@@ -42,13 +44,18 @@ def run_demo(settings: Settings, seed: int, console: Console) -> None:
         took = time.perf_counter() - t0
         h = kg.health()
         console.print(f"[bold]AutoCNC demo[/bold] - {len(ents)} entities, {len(rels)} relations "
-                      f"loaded into the embedded store at {settings.data_dir} in {took:.1f} s; "
+                      f"loaded into the {settings.store} store at "
+                      f"{settings.neo4j_uri if settings.store == 'neo4j' else settings.data_dir} "
+                      f"in {took:.1f} s; "
                       f"RDF view lag {h['views']['rdf']['lag']}")
         counts = kg.cypher("MATCH (n:Entity) RETURN n.kind AS kind, count(*) AS n "
                            "ORDER BY n DESC, kind")
         console.print("entities by type: " + ", ".join(f"{k} {n}" for k, n in counts.rows))
         params = demo_params(d)
         table = Table("question", "Cypher", "SPARQL", "agree", "first answers")
+        for column in table.columns:
+            column.overflow = "fold"
+        answers = []
         for q in competency_questions():
             p = {k: params[k] for k in q.params}
             cy = [r[0] for r in kg.cypher(q.cypher_for(settings.store), p).rows]
@@ -57,6 +64,8 @@ def run_demo(settings: Settings, seed: int, console: Console) -> None:
                                                                           else "")
             table.add_row(q.question, str(len(cy)), str(len(sp)),
                           "yes" if cy == sp else "[red]NO[/red]", short)
+            answers.append({"question": q.question, "cypher": len(cy), "sparql": len(sp),
+                            "agree": cy == sp, "answers": cy})
         console.print(table)
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     finally:
@@ -72,3 +81,6 @@ def run_demo(settings: Settings, seed: int, console: Console) -> None:
     with TestClient(create_app(settings)) as client:
         hits = inject_and_explain(client, d, console)
     console.print(f"\nRCA ranked the injected cause first in {sum(hits)} of {len(hits)} faults")
+    return {"dataDir": str(settings.data_dir), "entities": len(ents), "relations": len(rels),
+            "loadSeconds": round(took, 3), "parameters": params, "questions": answers,
+            "faults": {"injected": len(hits), "rankedFirst": sum(hits)}}

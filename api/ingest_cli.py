@@ -2,12 +2,15 @@
 
 Writes go through the running server (``POST /v1/ingest/{kind}``, one request per file)
 when it holds the data directory; otherwise the CLI opens the stores itself.
+
+``-o`` is shared here: ``-o KEY=VALUE`` is a source option (docs/ingest/<kind>.md), a bare
+``-o json`` (``table``, ``yaml``, ``csv``) the output format as everywhere else; the two
+never collide, a source option always has ``=``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.output import FORMATS, JsonFlag, check_format, chosen, emit_doc
 from kg.errors import AutoCNCError
 from kg.facts import utc
 
@@ -43,10 +47,25 @@ def summary_line(report: dict[str, Any]) -> str:
                                                 if report["dryRun"] else ""))
 
 
-def print_report(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=1, default=str) + "\n")
-        return
+def split_output(option: list[str] | None) -> tuple[str | None, list[str]]:
+    """``-o`` values: the output format (a bare format name) and the source options."""
+    formats = [o.strip().lower() for o in option or [] if "=" not in o
+               and o.strip().lower() in FORMATS]
+    if len(set(formats)) > 1:
+        raise typer.BadParameter(f"conflicting output formats: {', '.join(formats)}",
+                                 param_hint="'-o'")
+    return (formats[0] if formats else None,
+            [o for o in option or [] if "=" in o or o.strip().lower() not in FORMATS])
+
+
+def print_report(report: dict[str, Any], fmt: str | bool = "table") -> None:
+    """The report as ``fmt`` (table: rejections, notes and counts on stderr, the summary
+    line on stdout)."""
+    emit_doc("json" if fmt is True else "table" if fmt is False else fmt, report,
+             human=_human)
+
+
+def _human(report: Any) -> None:
     for r in report["rejections"][:20]:
         console.print(f"[red]rejected[/red] {r['file']}: {r['where']}: {r['reason']}")
     if report["rejected"] > 20:
@@ -74,6 +93,11 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+IngestOutput = Annotated[str | None, typer.Option(
+    "--output", metavar="FORMAT", callback=check_format(FORMATS),
+    help="output format: table | json | yaml | csv (default table); -o FORMAT works too")]
+
+
 def make_command(kind: str, helptext: str) -> Any:
     def command(
         paths: Annotated[list[str], typer.Argument(help="files or directories")],
@@ -89,16 +113,21 @@ def make_command(kind: str, helptext: str) -> Any:
                  "default UTC)")] = None,
         option: Annotated[list[str] | None, typer.Option(
             "--option", "-o", help="source option KEY=VALUE (docs/ingest/<kind>.md), "
-            "repeatable")] = None,
+            "repeatable; a bare table | json | yaml | csv is the output format")] = None,
+        output: IngestOutput = None,
         dry_run: Annotated[bool, typer.Option(help="validate only, write nothing")] = False,
         allow_rejects: Annotated[bool, typer.Option(
             help="exit 0 even when records were rejected")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")
-                           ] = False,
+        as_json: JsonFlag = False,
     ) -> None:
         from api.cli_context import RichProgress, http, open_graph, server, settings
         from ingest import inputs_for, run_ingest
 
+        bare, option = split_output(option)
+        if output and bare and output != bare:
+            raise typer.BadParameter(f"conflicting output formats: {output}, {bare}",
+                                     param_hint="'-o' / '--output'")
+        fmt = chosen(output or bare, json_flag=as_json)
         opts = parse_options(option)
         if format:
             opts["format"] = format
@@ -126,13 +155,13 @@ def make_command(kind: str, helptext: str) -> Any:
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(),
                               MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                              transient=True, disable=as_json) as bar:
+                              transient=True, disable=fmt != "table") as bar:
                     report = run_ingest(kg, kind, inputs, scope=scope, as_of=when,
                                         dry_run=dry_run, options=opts,
                                         progress=RichProgress(bar)).to_json()
             finally:
                 kg.close()
-        print_report(report, as_json)
+        print_report(report, fmt)
         if report["rejected"] and not allow_rejects:
             raise typer.Exit(1)
 
