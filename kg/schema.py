@@ -8,6 +8,10 @@
 - Relation types: one per ontology object property (``hostedOn``, ``calls``, ...), from
   Entity to Entity, with the fact metadata columns and the edge properties
   (datatype properties annotated ``cnc:edgeProperty``).
+- ``labelPairs``: the entity's ``labels`` (a JSON object, as its source gave them) as a
+  sorted list of ``key=value`` strings, so plain Cypher on both backends can filter on
+  them (``'pod=checkout-1' IN n.labelPairs``); derived at write time, never written
+  directly (see :func:`label_pairs`).
 - Fact metadata on every node and relation: ``source``, ``validFrom``, ``validTo``
   (validity in source time), ``firstSeen``, ``lastSeen`` (ingest time), all UTC timestamps.
 - The change log: ``ChangeLog`` nodes (``seq``, ``at``, ``batch``) written in the same
@@ -16,6 +20,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ontology import Ontology
@@ -29,6 +34,32 @@ FACT_META = (
 )
 ENTITY_TABLE = "Entity"
 CHANGELOG_TABLE = "ChangeLog"
+LABEL_PAIRS = "labelPairs"  # derived from the ``labels`` property: see label_pairs()
+
+
+def label_pairs(labels: object) -> list[str] | None:
+    """The ``labelPairs`` column of an entity whose ``labels`` property is ``labels``.
+
+    ``labels`` is a JSON object text (``{"pod": "checkout-1"}``); each entry becomes
+    ``key=value``, sorted. A key's ``%`` and ``=`` are percent-encoded (``%25``, ``%3D``:
+    neither occurs in Prometheus or Kubernetes label names), so a pair splits at its first
+    ``=``; a value stays as it is, and one that is no string is written as JSON. Anything
+    else (no labels, text that is no JSON object) has no pairs: None.
+    """
+    if not isinstance(labels, str) or not labels:
+        return None
+    try:
+        doc = json.loads(labels)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return sorted(f"{_pair_key(k)}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+                  for k, v in doc.items())
+
+
+def _pair_key(key: str) -> str:
+    return key.replace("%", "%25").replace("=", "%3D")
 
 
 @dataclass(frozen=True)
@@ -52,7 +83,7 @@ class StoreSchema:
     def entity_columns(self) -> tuple[tuple[str, str], ...]:
         """Every column of the entity node, in a fixed order (``iri`` first)."""
         return (("iri", "string"), ("kind", "string"), ("types", "string[]"),
-                *FACT_META, *self.entity_properties)
+                (LABEL_PAIRS, "string[]"), *FACT_META, *self.entity_properties)
 
     @property
     def relation_columns(self) -> tuple[tuple[str, str], ...]:

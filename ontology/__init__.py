@@ -40,7 +40,7 @@ VALUE_KINDS = {
 # Names the store uses for its own columns; no ontology property may take them.
 RESERVED_NAMES = frozenset(
     {"iri", "kind", "types", "source", "validFrom", "validTo", "firstSeen", "lastSeen",
-     "scope", "key", "type", "seq", "hash"}
+     "scope", "key", "type", "seq", "hash", "labelPairs"}
 )
 
 

@@ -38,7 +38,7 @@ ONTOLOGY_IRI = URIRef("https://w3id.org/autocnc/ontology")
 
 ALLOWED_RANGES = {XSD.string, XSD.integer, XSD.double, XSD.boolean, XSD.dateTime}
 RESERVED_NAMES = {"iri", "kind", "types", "source", "validFrom", "validTo", "firstSeen",
-                  "lastSeen", "scope", "key", "type", "seq", "hash"}
+                  "lastSeen", "scope", "key", "type", "seq", "hash", "labelPairs"}
 FACT_METADATA = {"source": XSD.string, "validFrom": XSD.dateTime, "validTo": XSD.dateTime,
                  "firstSeen": XSD.dateTime, "lastSeen": XSD.dateTime}
 LOWER_CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")

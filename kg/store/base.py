@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from kg.errors import FactError
 from kg.facts import Entity, FactBatch, Relation, Value, validate
-from kg.schema import StoreSchema
+from kg.schema import LABEL_PAIRS, StoreSchema, label_pairs
 from ontology import Ontology
 from ontology.shapes import ShapeSet
 
@@ -294,7 +294,10 @@ def _merged(fact: Entity | Relation, old: FactState | None) -> FactState:
 def _removed(old: FactState, state: FactState) -> dict[str, None]:
     """The properties an update removes, as nulls: an updated row names every column that
     changes, so a store may rewrite only the columns its rows name."""
-    return dict.fromkeys(old.props.keys() - state.props.keys())
+    gone = dict.fromkeys(old.props.keys() - state.props.keys())
+    if "labels" in gone:
+        gone[LABEL_PAIRS] = None
+    return gone
 
 
 def _meta(state: FactState) -> dict[str, Any]:
@@ -304,7 +307,10 @@ def _meta(state: FactState) -> dict[str, Any]:
 def _entity_row(iri: str, state: FactState, onto: Ontology, first_seen: datetime | None,
                 now: datetime) -> dict[str, Any]:
     """The stored row; absent properties are left out (the stores write them as null)."""
-    return {
+    row = {
         "iri": iri, "kind": state.kind, "types": onto.types_of(state.kind), **_meta(state),
         "firstSeen": first_seen, "lastSeen": now, **state.props,
     }
+    if "labels" in state.props:
+        row[LABEL_PAIRS] = label_pairs(state.props["labels"])
+    return row

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from kg.errors import FactError, QueryError, QueryOverMemory, QueryTimedOut, StoreUnavailable
 from kg.facts import FactBatch, now_utc
 from kg.query import cypher_guard
-from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
+from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, LABEL_PAIRS, StoreSchema, label_pairs
 from kg.store.base import (
     COMPACTED,
     ChangeEntry,
@@ -127,6 +127,8 @@ class LadybugStore:
             for n, k in self.schema.entity_columns:
                 if n not in have:
                     self._run(f"ALTER TABLE {ENTITY_TABLE} ADD {n} {_DDL[k]}")
+            if LABEL_PAIRS not in have:
+                self._fill_label_pairs()
         if CHANGELOG_TABLE not in tables:
             self._run(f"CREATE NODE TABLE {CHANGELOG_TABLE}"
                       "(seq INT64, at TIMESTAMP, batch STRING, PRIMARY KEY (seq))")
@@ -140,6 +142,18 @@ class LadybugStore:
                 for n, k in self.schema.relation_columns:
                     if n not in have:
                         self._run(f"ALTER TABLE {rel} ADD {n} {_DDL[k]}")
+
+    def _fill_label_pairs(self) -> None:
+        """Derive ``labelPairs`` for entities written before the column existed."""
+        rows = self._run(f"MATCH (n:{ENTITY_TABLE}) WHERE n.labels IS NOT NULL "
+                         "RETURN n.iri, n.labels").rows
+        pairs = [(iri, label_pairs(labels)) for iri, labels in rows]
+        if pairs:
+            self._run(f"LOAD FROM $t MATCH (n:{ENTITY_TABLE} {{iri: iri}}) "
+                      f"SET n.{LABEL_PAIRS} = pairs",
+                      {"t": pa.table({"iri": pa.array([i for i, _ in pairs], pa.string()),
+                                      "pairs": pa.array([p for _, p in pairs],
+                                                        _ARROW["string[]"])})})
 
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, batch: FactBatch) -> WriteSummary:

@@ -27,7 +27,7 @@ from kg.errors import (
 )
 from kg.facts import FactBatch, now_utc, too_long
 from kg.query import cypher_guard
-from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, StoreSchema
+from kg.schema import CHANGELOG_TABLE, ENTITY_TABLE, LABEL_PAIRS, StoreSchema, label_pairs
 from kg.store.base import ChangeEntry, FactState, QueryResult, RelKey, WriteSummary, plan_write
 from ontology import Ontology, load_ontology
 from ontology.shapes import ShapeSet, load_shapes
@@ -119,6 +119,22 @@ class Neo4jStore:
         with self._driver.session(database=self._database) as session:
             for stmt in stmts:
                 session.run(stmt).consume()
+            self._fill_label_pairs(session)
+
+    @staticmethod
+    def _fill_label_pairs(session: Any) -> None:
+        """Derive ``labelPairs`` for entities written before it existed (once per database:
+        the meta node remembers it)."""
+        meta = "MERGE (m:AutoCNCMeta {id: 'derived'}) "
+        if session.run(meta + f"RETURN m.{LABEL_PAIRS} AS done").single()["done"]:
+            return
+        rows = [(r["iri"], label_pairs(r["labels"])) for r in session.run(
+            f"MATCH (n:{ENTITY_TABLE}) WHERE n.labels IS NOT NULL AND n.{LABEL_PAIRS} IS NULL "
+            "RETURN n.iri AS iri, n.labels AS labels")]
+        for i in range(0, len(rows), CHUNK):
+            session.run(f"UNWIND $rows AS r MATCH (n:{ENTITY_TABLE} {{iri: r[0]}}) "
+                        f"SET n.{LABEL_PAIRS} = r[1]", rows=rows[i:i + CHUNK]).consume()
+        session.run(meta + f"SET m.{LABEL_PAIRS} = true").consume()
 
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, batch: FactBatch) -> WriteSummary:
