@@ -426,7 +426,7 @@ class Snapshot:
         ctx = self.ctx
         marker = Entity(self.iri, "IngestSnapshot", {
             "generatedAt": self.at, "ingestScope": self.scope, "name": self.source},
-            self.source)
+            self.source, valid_from=self.at if self.first else None)  # kept once set
         if self.first:
             ctx.sink.add(Record("", "snapshot", [marker]), counted=False)
             return 0

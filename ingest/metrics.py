@@ -350,13 +350,15 @@ def series_record(ctx: IngestContext, info: SeriesInfo, st: SeriesState, runs: l
     relations = []
     if res.iri is not None:
         relations.append(Relation("observes", iri, res.iri, {"resolution": res.how},
-                                  info.source))
+                                  info.source, valid_from=_time(st.first_ms)))
     for run in runs:
         entity = anomaly_entity(ctx, info, run, method)
         entities.append(entity)
-        relations.append(Relation("detectedIn", entity.iri, iri, {}, info.source))
+        relations.append(Relation("detectedIn", entity.iri, iri, {}, info.source,
+                                  valid_from=entity.valid_from))
         if res.iri is not None:
-            relations.append(Relation("aboutEntity", entity.iri, res.iri, {}, info.source))
+            relations.append(Relation("aboutEntity", entity.iri, res.iri, {}, info.source,
+                                      valid_from=entity.valid_from))
     return Record(info.file, info.where, entities, relations, raw=info.display_name)
 
 

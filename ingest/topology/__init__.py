@@ -7,6 +7,10 @@ one snapshot of its source in its scope (:class:`ingest.base.Snapshot`): facts t
 snapshot of the same source had and this one lacks are retired, an older snapshot is
 rejected.
 
+A fact is valid from the snapshot that brought it (``--as-of``, else the file's
+modification time, else the ingest time): facts the store already holds live keep their
+``validFrom``, new or revived ones take the snapshot's time.
+
 Options: ``format`` (force one format instead of detecting it by extension and content),
 ``snapshot`` (the snapshot's name within the scope; default the file stem).
 """
@@ -14,11 +18,14 @@ Options: ``format`` (force one format instead of detecting it by extension and c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime
 
 import yaml
 
 from ingest.base import IngestContext, IngestError, Input, Record, Snapshot, SnapshotTooOld
 from kg.facts import now_utc
+from kg.store.base import FactState
 
 from . import dependencies, graphml, kubernetes, links, native
 
@@ -75,9 +82,26 @@ def ingest(ctx: IngestContext, inputs: list[Input]) -> None:
             ctx.sink.reject(inp.name, "file", str(exc))
             ctx.progress.advance()
             continue
-        for record in FORMATS[fmt](ctx, inp, scope, source):
+        for record in since(ctx, list(FORMATS[fmt](ctx, inp, scope, source)), at):
             snap.keep(record)
             ctx.sink.add(record)
         snap.commit()
         ctx.report.count(f"files.{fmt}")
         ctx.progress.advance()
+
+
+def since(ctx: IngestContext, records: list[Record], at: datetime) -> list[Record]:
+    """``records`` with ``at`` as the validity start of each fact the store does not hold
+    live (new, retired, or stored without one); live facts keep theirs (one store read)."""
+    iris = list(dict.fromkeys(e.iri for r in records for e in r.entities))
+    keys = list(dict.fromkeys(x.key for r in records for x in r.relations))
+    ents, rels = ctx.kg.store.fetch(iris, keys)
+
+    def live(old: FactState | None) -> bool:
+        return old is not None and old.valid_to is None and old.valid_from is not None
+
+    return [replace(r, entities=[e if e.valid_from or live(ents.get(e.iri))
+                                 else replace(e, valid_from=at) for e in r.entities],
+                    relations=[x if x.valid_from or live(rels.get(x.key))
+                               else replace(x, valid_from=at) for x in r.relations])
+            for r in records]

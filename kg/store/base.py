@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -205,6 +205,9 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
     of relation ends outside the batch; without it, ``fetch`` reads their full state too.
     Raises FactError (nothing written) for the first invalid fact.
 
+    A fact new to the store without a validity start of its own (its source gave no time)
+    is valid from its first write: ``validFrom`` is ``now``, so every fact has one.
+
     The change-log payload is the validated batch plus ``ops``: one letter per entity and per
     relation, in batch order, saying what the write did with it (``c`` created, ``u`` updated,
     ``t`` touched: same content, only ``lastSeen`` moved). Derived views use it to apply a
@@ -227,7 +230,7 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
     ent_ops = []
     for e in batch.entities:
         old = old_entities.get(e.iri)
-        state = _merged(e, old)
+        state = _merged(e, old, now)
         shapes.check_entity(onto, e.iri, state.kind, state.props)
         known[e.iri] = state.kind
         if old is None:
@@ -253,7 +256,7 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
                                 "this batch", field=name)
         shapes.check_relation(onto, r.ref, r.type, known[r.start], known[r.end])
         old = old_rels.get(r.key)
-        state = _merged(r, old)
+        state = _merged(r, old, now)
         row = {"start": r.start, "end": r.end, **_meta(state), **state.props}
         if old is None:
             row["firstSeen"] = row["lastSeen"] = now
@@ -270,14 +273,15 @@ def plan_write(batch: FactBatch, onto: Ontology, shapes: ShapeSet, schema: Store
             plan.rel_update.setdefault(r.type, []).append(row)
             plan.summary.relations_updated += 1
             rel_ops.append("u")
-    doc = batch.to_json()
+    doc = _with_valid_from(batch, now, ent_ops, rel_ops).to_json()
     doc["ops"] = {"entities": "".join(ent_ops), "relations": "".join(rel_ops)}
     plan.changelog = json.dumps(doc, separators=(",", ":"), sort_keys=True)
     return plan
 
 
-def _merged(fact: Entity | Relation, old: FactState | None) -> FactState:
-    """The state after ``fact``: properties merge (None removes), validity is the fact's."""
+def _merged(fact: Entity | Relation, old: FactState | None, now: datetime) -> FactState:
+    """The state after ``fact``: properties merge (None removes), validity is the fact's;
+    without a validity start of its own or stored, the fact is valid from ``now``."""
     props = dict(old.props) if old else {}
     for k, v in fact.properties.items():
         if v is None:
@@ -286,9 +290,28 @@ def _merged(fact: Entity | Relation, old: FactState | None) -> FactState:
             props[k] = v
     return FactState(
         kind=fact.type, props=props, source=fact.source,
-        valid_from=fact.valid_from or (old.valid_from if old else None),
+        valid_from=fact.valid_from or (old.valid_from if old else None) or _start(fact, now),
         valid_to=fact.valid_to,
     )
+
+
+def _start(fact: Entity | Relation, now: datetime) -> datetime:
+    """The validity start of a fact that has none: its first write, or its end if that is
+    earlier (a fact retired as it is first written)."""
+    return min(now, fact.valid_to) if fact.valid_to else now
+
+
+def _with_valid_from(batch: FactBatch, now: datetime, ent_ops: list[str],
+                     rel_ops: list[str]) -> FactBatch:
+    """``batch`` with ``now`` as the validity start of the facts it creates without one:
+    the change log says what the store holds, and a view applies a creation from it."""
+    if all(e.valid_from for e in batch.entities) and all(r.valid_from for r in batch.relations):
+        return batch
+    ents = tuple(replace(e, valid_from=_start(e, now)) if op == "c" and e.valid_from is None
+                 else e for e, op in zip(batch.entities, ent_ops, strict=True))
+    rels = tuple(replace(r, valid_from=_start(r, now)) if op == "c" and r.valid_from is None
+                 else r for r, op in zip(batch.relations, rel_ops, strict=True))
+    return FactBatch(batch.source, ents, rels)
 
 
 def _removed(old: FactState, state: FactState) -> dict[str, None]:
