@@ -19,11 +19,13 @@ rules for AutoCNC itself.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,19 +149,34 @@ def _timed(observe: Callable[[float], None]) -> Iterator[None]:
     observe(time.perf_counter() - start)
 
 
-@dataclass
 class _DirSize:
-    """The bytes of the files under a directory, walked at most every ``every_s``."""
+    """The bytes of the files under a directory, walked on a thread of its own at most every
+    ``every_s`` (a scrape never waits for the walk: it reads the last result, None before
+    the first)."""
 
-    every_s: float = DATA_DIR_EVERY_S
-    _at: float = field(default=-1e18)
-    _bytes: int = 0
+    def __init__(self, every_s: float = DATA_DIR_EVERY_S) -> None:
+        self.every_s = every_s
+        self._lock = threading.Lock()  # scrapes only; the writer never takes it
+        self._bytes: int | None = None
+        self._at = -math.inf
+        self._walking = False
 
-    def __call__(self, path: Path) -> int:
-        now = time.monotonic()
-        if now - self._at >= self.every_s:
-            self._bytes, self._at = _tree_bytes(path), now
-        return self._bytes
+    def __call__(self, path: Path) -> int | None:
+        with self._lock:
+            now = time.monotonic()
+            if not self._walking and now - self._at >= self.every_s:
+                self._walking, self._at = True, now
+                threading.Thread(target=self._walk, args=(path,), name="metrics-data-dir",
+                                 daemon=True).start()
+            return self._bytes
+
+    def _walk(self, path: Path) -> None:
+        size = None
+        try:
+            size = _tree_bytes(path)
+        finally:
+            with self._lock:
+                self._bytes, self._walking = size, False
 
 
 def _tree_bytes(path: Path) -> int:
@@ -196,8 +213,9 @@ class ServerCollector(Collector):
         yield _gauge("autocnc_ready", "1 when the server is ready (/readyz answers 200), "
                      "0 while it starts, rebuilds its views or failed", 1 if s.phase == "ready"
                      else 0)
-        yield _gauge("autocnc_data_dir_bytes", "Bytes of the files under the data directory "
-                     f"(walked at most every {DATA_DIR_EVERY_S:g} s)", self.dir_size(s.data_dir))
+        if (size := self.dir_size(s.data_dir)) is not None:
+            yield _gauge("autocnc_data_dir_bytes", "Bytes of the files under the data "
+                         f"directory (walked at most every {DATA_DIR_EVERY_S:g} s)", size)
         if s.health is not None:
             yield from _health(s.health)
         for name, doc, value in [
