@@ -255,15 +255,16 @@ def create_app(settings: Settings, *, url: str | None = None,
 
     def server_state() -> ServerState:
         """What ``/metrics`` reads: from memory, like ``/healthz``."""
-        if not startup.ready:
-            return ServerState(startup.phase, settings.data_dir)
-        g: KnowledgeGraph = state["kg"]
-        workers = state.get("queries")
+        parts = dict(state)  # close_all() empties it while the server stops
+        g: KnowledgeGraph | None = parts.get("kg")
+        alerts, incidents, workers = (parts.get(k) for k in ("alerts", "incidents", "queries"))
+        if not startup.ready or g is None or alerts is None or incidents is None:
+            return ServerState(startup.phase if not startup.ready else "stopping",
+                               settings.data_dir)
         return ServerState(
             "rebuilding" if g.rebuilding else "ready", settings.data_dir, g.health(),
-            webhook_queue=state["alerts"].depth(),
-            incidents_tracked=state["incidents"].tracked,
-            incidents_due=state["incidents"].due,
+            webhook_queue=alerts.depth(), incidents_tracked=incidents.tracked,
+            incidents_due=incidents.due,
             query_workers_busy=workers.busy if workers is not None else None,
             query_workers=settings.query_workers)
 

@@ -52,7 +52,8 @@ DATA_DIR_EVERY_S = 30.0  # the data directory is walked at most this often
 @dataclass(frozen=True)
 class ServerState:
     """What a scrape reads, all from memory: ``phase`` is ``starting``, ``ready``,
-    ``rebuilding`` or ``failed``; the rest is None while the server starts."""
+    ``rebuilding``, ``stopping`` or ``failed``; the rest is None unless ready or
+    rebuilding."""
 
     phase: str
     data_dir: Path
@@ -211,8 +212,8 @@ class ServerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         s = self.state()
         yield _gauge("autocnc_ready", "1 when the server is ready (/readyz answers 200), "
-                     "0 while it starts, rebuilds its views or failed", 1 if s.phase == "ready"
-                     else 0)
+                     "0 while it starts, rebuilds its views, stops or failed",
+                     1 if s.phase == "ready" else 0)
         if (size := self.dir_size(s.data_dir)) is not None:
             yield _gauge("autocnc_data_dir_bytes", "Bytes of the files under the data "
                          f"directory (walked at most every {DATA_DIR_EVERY_S:g} s)", size)
