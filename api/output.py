@@ -167,10 +167,10 @@ def flatten(doc: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, doc)]
 
 
-def emit_doc(fmt: str, doc: Mapping[str, Any], *,
-             human: Callable[[Mapping[str, Any]], None] | None = None) -> None:
-    """One object (a report, a status): JSON/YAML in full; as a table and CSV, its fields
-    flattened to ``field, value`` rows, unless ``human`` prints the table view itself."""
+def emit_doc(fmt: str, doc: Any, *, human: Callable[[Any], None] | None = None) -> None:
+    """One document (a report, a status, a list of them): JSON/YAML in full; as a table and
+    CSV, its fields flattened to ``field, value`` rows, unless ``human`` prints the table
+    view itself."""
     if fmt in ("json", "yaml"):
         write_doc(fmt, doc)
     elif fmt == "csv":

@@ -8,7 +8,6 @@ otherwise the command opens the stores itself (read-only where it only reads).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,14 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.output import JsonFlag, Output, chosen, emit_doc, emit_rows
 from kg.errors import AutoCNCError
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
 
 
 def _read_json(path: Path) -> Any:
@@ -73,11 +69,14 @@ def recommend(
     limit: Annotated[int, typer.Option(help="how many answers")] = 10,
     kind: Annotated[list[str] | None, typer.Option(
         help="runbook | policy (repeatable; default both)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+    as_json: JsonFlag = False,
+    output: Output = None,
 ) -> None:
     """Recommend runbooks and remediation policies for an incident, an alert or a problem
     described in words, each with its score and reasons (docs/recommend.md)."""
     from api.cli_context import http, open_graph, server, settings
+
+    fmt = chosen(output, json_flag=as_json)
 
     given = [x for x in (text, incident, alert) if x is not None]
     if len(given) != 1:
@@ -108,10 +107,12 @@ def recommend(
                                                kinds=body["kinds"]).to_json()
         finally:
             kg.close()
-    if as_json:
-        _print_json(result)
+    if fmt == "csv":
+        emit_rows(fmt, ["rank", "kind", "name", "iri", "score"],
+                  [[r["rank"], r["kind"], r["name"], r["iri"], r["score"]]
+                   for r in result["recommendations"]])
     else:
-        _show(result)
+        emit_doc(fmt, result, human=_show)
 
 
 def feedback(
@@ -129,17 +130,21 @@ def feedback(
     context: Annotated[list[str] | None, typer.Option(
         help="alert name of the problem (repeatable; default: the incident's)")] = None,
     scope: Annotated[str, typer.Option(help="scope of the feedback facts")] = "default",
+    output: Output = None,
 ) -> None:
     """Record a confirmed root cause and/or the outcome of an applied recommendation; the
     ranking learns from it at once."""
     from api.cli_context import http, open_graph, server, settings
+
+    fmt = chosen(output)
 
     body = {"incident": incident, "rootCause": root_cause, "accepted": not rejected,
             "recommendation": recommendation, "succeeded": succeeded, "agent": agent,
             "comment": comment, "context": context or [], "scope": scope}
     s = settings()
     if (info := server(s)) is not None:
-        console.print(http(info, "POST", "/v1/feedback", json=body).json())
+        emit_doc(fmt, http(info, "POST", "/v1/feedback", json=body).json(),
+                 human=console.print)
         return
     from reasoning.recommend import FeedbackInput, Recommender
 
@@ -157,10 +162,15 @@ def feedback(
     kg = open_graph(writer=True)
     try:
         rec = Recommender(kg, embed=False)
-        for fb in items:
-            console.print(f"stored {rec.feedback(fb).iri}")
+        stored = [rec.feedback(fb).iri for fb in items]
     finally:
         kg.close()
+    emit_doc(fmt, {"stored": stored}, human=_print_stored)
+
+
+def _print_stored(doc: Any) -> None:
+    for iri in doc["stored"]:
+        console.print(f"stored {iri}")
 
 
 def policies(
@@ -171,7 +181,8 @@ def policies(
         help="scope of the runbooks they follow (default: --scope)")] = None,
     alerts_scope: Annotated[str | None, typer.Option(
         help="scope of the alert definitions they apply to (default: any)")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
+    output: Output = None,
 ) -> None:
     """Load remediation policies (YAML, docs/recommend.md) as the complete policy set of
     the scope; invalid fields are listed by JSON pointer and nothing is written."""
@@ -183,6 +194,7 @@ def policies(
         read_policies,
     )
 
+    fmt = chosen(output, json_flag=as_json)
     parsed = read_policies(paths or [POLICY_DIR])
     s = settings()
     if (info := server(s)) is not None:
@@ -202,10 +214,7 @@ def policies(
                                                              alerts_scope)).to_json()
         finally:
             kg.close()
-    if as_json:
-        _print_json(report)
-    else:
-        console.print(report)
+    emit_doc(fmt, report, human=console.print)
 
 
 def train(
@@ -215,13 +224,15 @@ def train(
         help="continue the KGE models from their current version (incremental)")] = False,
     epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
     dim: Annotated[int | None, typer.Option(help="embedding dimensions")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonFlag = False,
+    output: Output = None,
 ) -> None:
     """Train the knowledge-graph embeddings (RotatE; InductiveNodePiece, which embeds new
     entities without retraining) and the root-cause GNN (on confirmed root causes); each
     is saved as a new version with its training metadata in <data dir>/models."""
     from api.cli_context import RichProgress, http, open_graph, server, settings
 
+    fmt = chosen(output, json_flag=as_json)
     models = model or ["rotate", "nodepiece", "gnn"]
     s = settings()
     if (info := server(s)) is not None:
@@ -235,7 +246,7 @@ def train(
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                          transient=True, disable=as_json) as bar:
+                          transient=True, disable=fmt != "table") as bar:
                 try:
                     summaries = train_models(kg, models, refresh=refresh, epochs=epochs,
                                              dim=dim, progress=RichProgress(bar))
@@ -243,8 +254,8 @@ def train(
                     raise AutoCNCError(str(exc)) from exc
         finally:
             kg.close()
-    if as_json:
-        _print_json(summaries)
+    if fmt != "table":
+        emit_doc(fmt, summaries)
         return
     for summary in summaries:
         if "skipped" in summary:
