@@ -261,7 +261,7 @@ def test_http_recommendations_feedback_and_policies(client: TestClient,
 
     fb = client.post("/v1/feedback", json={"recommendation": first["iri"], "succeeded": True,
                                            "context": ["KubePodCrashLooping"]})
-    assert fb.status_code == 200 and fb.json()["context"] == ["KubePodCrashLooping"]
+    assert fb.status_code == 200 and fb.json()["context"] == ["KubePodCrashLooping"], fb.text
     assert client.post("/v1/feedback", json={"recommendation": first["iri"]}
                        ).status_code == 422
     assert client.post("/v1/feedback", json={

