@@ -360,6 +360,17 @@ def cli_times(data_dir: Path, alert_file: Path, runs: int = 3) -> list[float]:
     return out
 
 
+def settle(client: Any, within_s: float = 300.0) -> None:
+    """Wait until the server's RDF view has caught up with the graph it found on start
+    (it does so in the background, beside the requests): steady state."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if client.get("/healthz").json()["views"]["rdf"]["lag"] == 0:
+            return
+        time.sleep(1)
+    print("  (the RDF view had not caught up: requests share the CPU with it)")
+
+
 def latency(data_dir: Path, all_cases: list[Case]) -> None:
     import httpx
     from server import running_server
@@ -373,13 +384,17 @@ def latency(data_dir: Path, all_cases: list[Case]) -> None:
           + ("met" if max(cold) <= 3 else "NOT met"))
     env = {**os.environ, "AUTOCNC_DATA_DIR": str(data_dir), "AUTOCNC_STORE": "embedded"}
     with running_server(env) as base, httpx.Client(base_url=base, timeout=60) as client:
+        settle(client)
         via = cli_times(data_dir, alert_file, runs=2)
-        client.post("/v1/recommendations", json={"text": "warm up"}).raise_for_status()
+        for alert in (alert_of(all_cases[0].rule, True, "warm"),
+                      alert_of(all_cases[0].rule, False, "warm")):
+            client.post("/v1/recommendations", json={"alert": alert, "scope": SCOPE}
+                        ).raise_for_status()
         took: dict[str, list[float]] = {}
         server_ms: list[float] = []
         for i, c in enumerate(all_cases):  # every text new: no query vector is cached
-            for form, alert in (("alert without name", alert_of(c.rule, True, f"(#{i})")),
-                                ("full alert", alert_of(c.rule, False, f"(#{i})"))):
+            for form, alert in (("alert without name", alert_of(c.rule, True, f"(#{i}m)")),
+                                ("full alert", alert_of(c.rule, False, f"(#{i}f)"))):
                 t0 = time.perf_counter()
                 res = client.post("/v1/recommendations", json={"alert": alert,
                                                                "scope": SCOPE})
@@ -392,6 +407,9 @@ def latency(data_dir: Path, all_cases: list[Case]) -> None:
             ).raise_for_status()
             took.setdefault("free text", []).append((time.perf_counter() - t0) * 1000)
     every = [x for xs in took.values() for x in xs]
+    slow = sorted(range(len(server_ms)), key=lambda i: -server_ms[i])[:3]
+    print("  slowest inside the engine: " + ", ".join(
+        f"#{i} {server_ms[i]:.0f} ms" for i in slow))
     print("`autocnc recommend` through the server: " + ", ".join(f"{t:.2f}" for t in via)
           + " s")
     print(f"autocnc serve, POST /v1/recommendations, {len(every)} requests, each text new "
