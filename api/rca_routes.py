@@ -106,7 +106,7 @@ def add_rca_routes(app: FastAPI, kg: GraphDependency,
             return json.dumps(result.to_json())
 
         if req.store:
-            writer(authorization)  # storing writes: the write token applies
+            await writer(authorization)  # storing writes: the write token applies
         return Response(await run_in_threadpool(work), media_type="application/json")
 
     @app.get("/v1/incidents", tags=["rca"])

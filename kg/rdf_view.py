@@ -58,7 +58,7 @@ import pyoxigraph as ox
 
 from kg.errors import QueryError, QueryTimedOut, StoreUnavailable
 from kg.query import sparql_guard
-from kg.query.sparql_results import Dataset
+from kg.query.dataset import Dataset
 from kg.schema import FACT_META
 from kg.store.base import ChangeEntry, FactState, GraphStore, QueryResult, RelKey
 from ontology import CNC, Ontology, relation_iri

@@ -105,6 +105,14 @@ def test_write_routes_need_the_token_when_configured(tmp_path: Path) -> None:
         ok = c.post("/v1/facts", json=BATCH.to_json(),
                     headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["created"] == 1
+        # the webhook, and an RCA that stores its result, are writes too
+        hook = c.post("/v1/alerts/alertmanager?scope=s", json={"version": "4", "alerts": []})
+        assert hook.status_code == 401
+        window = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"}
+        stored = c.post("/v1/rca", json={"window": window, "store": True})
+        assert stored.status_code == 401
+        read_only = c.post("/v1/rca", json={"window": window})
+        assert read_only.status_code != 401
 
 
 def _free_port() -> int:

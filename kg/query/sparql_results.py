@@ -25,6 +25,7 @@ import pyoxigraph as ox
 
 from kg.errors import NotAcceptable
 from kg.query import sparql_guard
+from kg.query.dataset import Dataset
 from kg.store.base import QueryResult
 
 if TYPE_CHECKING:
@@ -52,15 +53,6 @@ _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _RESULTS_NS = "http://www.w3.org/2005/sparql-results#"
 # Characters XML 1.0 cannot carry at all, not even as character references.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The RDF dataset a request names (``default-graph-uri``, ``named-graph-uri``); it
-    replaces the query's own (FROM, FROM NAMED). An empty list is an empty graph set."""
-
-    default_graphs: tuple[str, ...] = ()
-    named_graphs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
