@@ -135,6 +135,8 @@ def inject_and_explain(client: TestClient, d: DemoCNC, console: Console) -> list
                       f"{len(alerts)} alerts through the webhook ({len(groups)} cluster(s), "
                       f"scope e.g. {scope}); RCA {verdict}")
         table = Table("rank", "candidate", "type", "score", "hypothesis", "top signals")
+        for column in table.columns:  # wrap, never cut, a name
+            column.overflow = "fold"
         for c in cands[:3]:
             top = sorted(c["contributions"].items(), key=lambda kv: -kv[1])[:3]
             table.add_row(str(c["rank"]), unquote(c["entity"].split("/id/")[1]), c["kind"],

@@ -32,6 +32,8 @@ def _read_json(path: Path) -> Any:
 
 def _show(result: dict[str, Any]) -> None:
     table = Table("rank", "kind", "name", "score", "strongest signals", "reasons")
+    for column in table.columns:  # wrap, never cut, a name
+        column.overflow = "fold"
     for r in result["recommendations"]:
         top = sorted(r["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
         reasons = "; ".join(_reason(x) for x in r["reasons"][:3])

@@ -156,7 +156,7 @@ def test_cli_writes_go_through_the_running_server(tmp_path: Path) -> None:
 
 
 def test_demo_answers_competency_questions_in_both_languages(tmp_path: Path) -> None:
-    env = {**os.environ, "AUTOCNC_DATA_DIR": str(tmp_path / "demo"), "COLUMNS": "200"}
+    env = {**os.environ, "AUTOCNC_DATA_DIR": str(tmp_path / "demo"), "COLUMNS": "80"}
     out = subprocess.run([AUTOCNC, "demo"], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
@@ -166,3 +166,4 @@ def test_demo_answers_competency_questions_in_both_languages(tmp_path: Path) -> 
     # injected faults, alerted through the webhook, are explained by RCA
     assert "RCA ranked the injected cause first in 2 of 2 faults" in out.stdout
     assert "evidence path: alert KubePodCrashLooping" in out.stdout
+    assert "\u2026" not in out.stdout  # at 80 columns, tables wrap names rather than cut them
