@@ -178,15 +178,26 @@ def query_sparql(query: str, output: Output = None, format: FormatAlias = None) 
     fmt = chosen(output, format_alias=format)
     s = settings()
     if (info := server(s)) is not None:
-        res = http(info, "POST", "/v1/sparql", content=query.encode(),
-                   headers={"Content-Type": "application/sparql-query",
-                            "Accept": "application/sparql-results+json"}).json()
+        resp = http(info, "POST", "/v1/sparql", content=query.encode(),
+                    headers={"Content-Type": "application/sparql-query",
+                             # CONSTRUCT / DESCRIBE answer triples: shown as s, p, o rows
+                             "Accept": "application/sparql-results+json, "
+                                       "application/n-triples;q=0.9"})
+        cut = resp.headers.get("X-AutoCNC-Truncated", "").lower() == "true"
+        if resp.headers.get("content-type", "").startswith("application/n-triples"):
+            import pyoxigraph as ox
+
+            triples = ox.parse(resp.content, format=ox.RdfFormat.N_TRIPLES)
+            _emit(fmt, ["s", "p", "o"], [[t.subject.value, t.predicate.value, t.object.value]
+                                         for t in triples], cut)
+            return
+        res = resp.json()
         if "boolean" in res:
             _emit(fmt, ["ask"], [[res["boolean"]]], False)
             return
         cols = res["head"]["vars"]
         rows = [[b.get(c, {}).get("value") for c in cols] for b in res["results"]["bindings"]]
-        _emit(fmt, cols, rows, False)
+        _emit(fmt, cols, rows, cut)
         return
     kg = open_graph(writer=False)
     try:

@@ -143,6 +143,14 @@ def test_cli_writes_go_through_the_running_server(tmp_path: Path) -> None:
         q = subprocess.run([AUTOCNC, "query", "cypher", "MATCH (n:Entity) RETURN n.name AS name",
                             "-f", "json"], env=env, capture_output=True, text=True, timeout=120)
         assert json.loads(q.stdout) == [{"name": "r1"}]
+        # a graph result through the server comes back as s, p, o rows
+        c = subprocess.run([AUTOCNC, "query", "sparql",
+                            "PREFIX cnc: <https://w3id.org/autocnc/ontology#> "
+                            "CONSTRUCT { ?r cnc:name ?n } WHERE { ?r cnc:name ?n }",
+                            "-o", "json"], env=env, capture_output=True, text=True, timeout=120)
+        assert c.returncode == 0, c.stderr
+        assert [(t["p"], t["o"]) for t in json.loads(c.stdout)] == [
+            ("https://w3id.org/autocnc/ontology#name", "r1")]
     finally:
         server.terminate()
         server.wait(timeout=30)
