@@ -267,3 +267,22 @@ def test_learning_from_the_graph_over_http_and_the_cli(tmp_path: Path,
     res = CliRunner().invoke(cli, ["causal", "--scope", "net/b", "--all-scopes", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["written"]["created"] == len(done["edges"])
+
+
+def test_stored_edges_use_the_configured_iri_base(tmp_path: Path) -> None:
+    from kg.config import load_settings
+    from reasoning.causal.learn import CausalEdge
+
+    base = "https://ops.example.net/id/"
+    kg = KnowledgeGraph.open(load_settings(data_dir=tmp_path / "d", store="embedded",
+                                           iri_base=base))
+    try:
+        edge = CausalEdge("LinkDown", "BgpPeerDown", confidence=0.9, support=5, weight=0.5,
+                          lag_seconds=3.0, via="linkedTo", llr=10.0, bic_unit=2.0)
+        store_edges(kg, [edge], scope="net", type_class="AlarmType")
+        iris = {r[0] for r in kg.cypher(
+            "MATCH (c:Entity)-[:causeType|effectType]->(t:Entity) RETURN c.iri "
+            "UNION MATCH (c:Entity)-[:causeType|effectType]->(t:Entity) RETURN t.iri").rows}
+        assert len(iris) == 3 and all(i.startswith(base) for i in iris), iris
+    finally:
+        kg.close()

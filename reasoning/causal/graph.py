@@ -151,17 +151,18 @@ def store_edges(kg: KnowledgeGraph, edges: Sequence[CausalEdge], *, scope: str,
     relations: list[Relation] = []
     current: set[str] = set()
     indirect: set[str] = set()
+    base = kg.settings.iri_base  # the IRIs every other source mints
 
     def type_iri(name: str) -> str:
         if "://" in name:
             return name
-        iri = mint_iri(scope, type_class, name)
+        iri = mint_iri(scope, type_class, name, base)
         entities.setdefault(iri, Entity(iri, type_class, {"name": name}))
         return iri
 
     for e in edges:
         cause, effect = type_iri(e.cause), type_iri(e.effect)
-        iri = mint_iri(scope, "CausalEdge", f"{e.cause}->{e.effect}")
+        iri = mint_iri(scope, "CausalEdge", f"{e.cause}->{e.effect}", base)
         current.add(iri)
         numbers = {"confidence": round(e.confidence, 6), "support": e.support,
                    "weight": round(e.weight, 6), "lagSeconds": round(e.lag_seconds, 3)}
