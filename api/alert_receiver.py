@@ -6,10 +6,18 @@ notification, turns them into records and writes them in one transaction through
 write path, then answers all of them: under load, many notifications share a commit, so
 throughput grows with concurrency while each answer still means "durable". Retries of the
 same notification are idempotent (occurrences are keyed by fingerprint and startsAt).
+
+With an intake journal (:mod:`api.intake_journal`), :meth:`AlertReceiver.accept` journals
+the notification first; the journal hands it to the writer once fsynced, and the writer
+reports each commit's highest sequence number back, so the journal can drop what the graph
+holds. The webhook then answers once the graph commit lands or the entry has been durable in
+the journal for a while, whichever comes first (``webhook_ack_wait_ms``, see
+:func:`api.app.create_app`).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from api.intake_journal import Entry, IntakeJournal
 from ingest.alertmanager import AlertmanagerReceiver, parse_payload
 from ingest.base import IngestContext, IngestReport, Record, Sink
 from kg.facts import FactBatch
@@ -27,6 +36,7 @@ if TYPE_CHECKING:
     from api.telemetry import Telemetry
 
 MAX_GROUP = 256  # notifications per commit
+log = logging.getLogger("autocnc.alerts")
 
 
 @dataclass
@@ -35,13 +45,16 @@ class _Job:
     scope: str
     options: dict[str, Any]
     done: Future[dict[str, Any]] = field(default_factory=Future)
+    entry: Entry | None = None  # where it is journaled; None: not journaled
 
 
 class AlertReceiver:
     def __init__(self, kg: KnowledgeGraph, guard: threading.Lock,
                  incidents: Callable[[list[Record], str], FactBatch] | None = None,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None,
+                 journal: IntakeJournal | None = None) -> None:
         self.kg = kg
+        self.journal = journal  # None: every notification straight to the writer
         self.telemetry = telemetry  # None: not measured
         self.guard = guard
         # the incident facts of the received alerts, written in the same transaction
@@ -65,6 +78,25 @@ class AlertReceiver:
         job = _Job(payload, scope, dict(options or {}))
         self._queue.put(job)
         return job.done
+
+    def accept(self, payload: dict[str, Any], scope: str, options: dict[str, Any] | None = None
+               ) -> tuple[Future[int] | None, Future[dict[str, Any]]]:
+        """Validate a notification and journal it (IntakeFull when the journal is at its
+        bound): the future of its journal sequence number (resolved once fsynced; None
+        without a journal) and the future of its graph commit (as :meth:`submit`'s)."""
+        if self.journal is None:
+            return None, self.submit(payload, scope, options)
+        parse_payload(payload)
+        job = _Job(payload, scope, dict(options or {}))
+        job.entry = self.journal.append(scope, job.options, payload, ref=job)
+        return job.entry.durable, job.done
+
+    def apply(self, entry: Entry) -> None:
+        """Queue a durable journal entry for the writer (in journal order)."""
+        job = entry.ref if isinstance(entry.ref, _Job) else _Job(
+            entry.payload, entry.scope, entry.options)
+        job.entry = entry
+        self._queue.put(job)
 
     def depth(self) -> int:
         """Notifications validated and waiting for the writer (approximate)."""
@@ -96,8 +128,19 @@ class AlertReceiver:
                     try:
                         self._write([j])
                     except Exception as exc:
+                        if j.entry is not None:  # its client may have been answered
+                            log.error("journal entry %d not applied to the graph: %s",
+                                      j.entry.seq, exc)
                         if not j.done.done():
                             j.done.set_exception(exc)
+            self._applied(jobs)
+
+    def _applied(self, jobs: list[_Job]) -> None:
+        """Tell the journal how far the graph has it (a failed entry counts: retried, it
+        would fail again; its client got the error unless answered from the journal)."""
+        entries = [j.entry for j in jobs if j.entry is not None]
+        if self.journal is not None and entries:
+            self.journal.applied(max(e.seq for e in entries), sum(e.size for e in entries))
 
     def _write(self, jobs: list[_Job]) -> None:
         start = time.perf_counter()

@@ -16,6 +16,7 @@ replayed and the snapshot is warm, ``/readyz`` and every route that needs the gr
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import json
@@ -23,7 +24,9 @@ import logging
 import os
 import threading
 import time
+from asyncio import wrap_future
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,6 +40,7 @@ from api.causal_routes import add_causal_routes
 from api.checkpoints import Checkpointer, CheckpointPolicy
 from api.incident_worker import IncidentWorker, alert_refs
 from api.ingest_routes import add_ingest_routes
+from api.intake_journal import Entry, IntakeJournal
 from api.limits import BodyLimit, json_safe
 from api.periodic import Periodic
 from api.query_routes import add_query_routes
@@ -82,6 +86,19 @@ def _warm(rca: RCAService) -> None:
     gc.freeze()
     log.info("views warm in %.1f s (%d entities)", time.perf_counter() - t,
              rca.kg.snapshot.node_count)
+
+
+def _replay(journal: IntakeJournal, alerts: AlertReceiver, entries: list[Entry]) -> None:
+    """Apply the journal entries found after its applied mark (acknowledged, not yet in the
+    graph when the server stopped), and wait for them: the server is not ready before."""
+    t = time.perf_counter()
+    for entry in entries:
+        alerts.apply(entry)
+    last = entries[-1].seq
+    while journal.mark < last:
+        time.sleep(0.01)
+    log.info("intake journal: %d notifications applied in %.1f s", len(entries),
+             time.perf_counter() - t)
 
 
 class ViewSyncer:
@@ -178,14 +195,26 @@ def create_app(settings: Settings, *, url: str | None = None,
         state["prometheus"] = PrometheusSeries.from_settings(state["kg"])
         prometheus = state["prometheus"]
         state["rca"] = RCAService(state["kg"], sources=[prometheus] if prometheus else [])
-        _warm(state["rca"])
+        # not started before the snapshot is warm: its analyses would build it meanwhile
         state["incidents"] = IncidentWorker(state["kg"], guard, rca=state["rca"],
-                                            timed=lambda: telemetry.rca("incident")).start()
-        state["alerts"] = AlertReceiver(
+                                            timed=lambda: telemetry.rca("incident"))
+        journal = None
+        if settings.webhook_ack == "journal":
+            journal = state["journal"] = IntakeJournal.open(
+                settings.data_dir / "intake", max_entries=settings.webhook_journal_max_entries,
+                max_bytes=settings.webhook_journal_max_mb << 20)
+        state["alerts"] = alerts = AlertReceiver(
             state["kg"], guard,
             incidents=lambda recs, scope: state["incidents"].assign(alert_refs(recs), scope),
-            telemetry=telemetry,
+            telemetry=telemetry, journal=journal,
         ).start()
+        if journal is not None:
+            replay = journal.unapplied()
+            journal.start(None if settings.webhook_apply_paused else alerts.apply)
+            if replay and not settings.webhook_apply_paused:  # before the snapshot is
+                _replay(journal, alerts, replay)  # built: no commit then refreshes it
+        _warm(state["rca"])
+        state["incidents"].start()
         state["views"] = ViewSyncer(state["kg"]).start()
         state["checkpoints"] = Checkpointer(state["kg"], CheckpointPolicy(
             log_bytes=settings.checkpoint_log_mb << 20)).start()
@@ -210,7 +239,7 @@ def create_app(settings: Settings, *, url: str | None = None,
     def close_all() -> None:
         if (workers := state.pop("queries", None)) is not None:
             workers.close()
-        for name in ("resync", "views", "checkpoints", "alerts", "incidents"):
+        for name in ("resync", "views", "checkpoints", "journal", "alerts", "incidents"):
             if (part := state.pop(name, None)) is not None:
                 part.stop()
         state.pop("rca", None)
@@ -264,6 +293,7 @@ def create_app(settings: Settings, *, url: str | None = None,
         return ServerState(
             "rebuilding" if g.rebuilding else "ready", settings.data_dir, g.health(),
             webhook_queue=alerts.depth(), incidents_tracked=incidents.tracked,
+            intake=journal.status() if (journal := parts.get("journal")) else None,
             incidents_due=incidents.due,
             query_workers_busy=workers.busy if workers is not None else None,
             query_workers=settings.query_workers)
@@ -323,6 +353,8 @@ def create_app(settings: Settings, *, url: str | None = None,
         status = "degraded" if health["views"]["rdf"].get("setAside") else "ok"
         if (resync := state.get("resync")) is not None:
             health["alertmanagerResync"] = resync.status()
+        if (journal := state.get("journal")) is not None:
+            health["intakeJournal"] = journal.status()
         return JSONResponse({"status": status, **health})
 
     async def metrics_reader(authorization: str | None = Header(None)) -> None:
@@ -381,8 +413,6 @@ def create_app(settings: Settings, *, url: str | None = None,
         it the setting ``default_scope`` applies, and without that the call gets 422.
         Answers 2xx only once the alerts are durable (so Alertmanager retries otherwise);
         422 names the JSON pointer of a malformed field and writes nothing."""
-        from asyncio import wrap_future
-
         start, outcome = time.perf_counter(), "failed"
         try:
             scope = scope or settings.default_scope
@@ -395,8 +425,11 @@ def create_app(settings: Settings, *, url: str | None = None,
             except ValueError as exc:  # UnicodeDecodeError included
                 raise WebhookPayloadError("", f"the body is not JSON: {exc}") from None
             opts = {"rules_scope": rules_scope} if rules_scope else {}
-            done = running()["alerts"].submit(payload, scope, opts)
-            answer = JSONResponse(await wrap_future(done))
+            journaled, done = running()["alerts"].accept(payload, scope, opts)
+            if journaled is None:
+                answer = JSONResponse(await wrap_future(done))
+            else:
+                answer = JSONResponse(await _acknowledged(journaled, done, payload))
             outcome = "accepted"
             return answer
         except (AutoCNCError, HTTPException) as exc:
@@ -404,6 +437,18 @@ def create_app(settings: Settings, *, url: str | None = None,
             raise
         finally:
             telemetry.webhook_answered(outcome, time.perf_counter() - start)
+
+    async def _acknowledged(journaled: Future[int], done: Future[dict[str, Any]],
+                            payload: dict[str, Any]) -> dict[str, Any]:
+        """The answer once the notification is durable in the journal and then either in
+        the graph or ``webhook_ack_wait_ms`` later, whichever is first."""
+        seq = await wrap_future(journaled)
+        try:
+            committed: dict[str, Any] = await asyncio.wait_for(
+                asyncio.shield(wrap_future(done)), settings.webhook_ack_wait_ms / 1000)
+            return {**committed, "journalSeq": seq}
+        except TimeoutError:  # durable in the journal; the graph has it a little later
+            return {"alerts": len(payload["alerts"]), "journalSeq": seq, "applied": False}
 
     @app.post("/v1/reindex", tags=["ops"], dependencies=[Depends(writer)])
     def reindex(g: KnowledgeGraph = Depends(kg)) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class ServerState:
     incidents_due: int | None = None
     query_workers_busy: int | None = None
     query_workers: int | None = None
+    intake: dict[str, Any] | None = None  # IntakeJournal.status(); None: no journal
 
 
 class Telemetry:
@@ -233,6 +234,18 @@ class ServerCollector(Collector):
         ]:
             if value is not None:
                 yield _gauge(name, doc, value)
+        if s.intake is not None:
+            yield from _intake(s.intake)
+
+
+def _intake(status: dict[str, Any]) -> Iterator[Metric]:
+    yield _gauge("autocnc_intake_journal_lag_notifications", "Webhook notifications "
+                 "accepted into the intake journal and not yet applied to the graph",
+                 status["lagEntries"])
+    yield _gauge("autocnc_intake_journal_lag_bytes", "Bytes of the intake journal's "
+                 "notifications not yet applied to the graph", status["lagBytes"])
+    yield _gauge("autocnc_intake_journal_applied_seq", "Sequence number of the last intake "
+                 "journal entry applied to the graph", status["appliedSeq"])
 
 
 def _health(health: dict[str, Any]) -> Iterator[Metric]:

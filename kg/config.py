@@ -93,6 +93,33 @@ class Settings(BaseModel):
         description="embedded store: `autocnc serve` checkpoints once the write-ahead log "
                     "passes this, even while writes go on (else soon after they pause); a "
                     "restart after a crash replays at most about this much")
+    # -- the webhook's intake journal (docs/ingest/alerts.md, "Under a storm") --------------
+    webhook_ack: Literal["graph", "journal"] = Field(
+        "journal",
+        description="when the Alertmanager webhook answers 2xx: `journal`: the notification "
+                    "is first fsynced to the intake journal (<data_dir>/intake/), and the "
+                    "answer comes once its graph commit lands or once it has been durable "
+                    "in the journal for webhook_ack_wait_ms, whichever is first; `graph`: "
+                    "no journal, only after the graph commit")
+    webhook_ack_wait_ms: int = Field(
+        250, ge=0, le=60_000,
+        description="journal: how long a durable notification waits for its graph commit "
+                    "before it is answered from the journal (0: at once)")
+    webhook_journal_max_entries: int = Field(
+        256, ge=1, le=10_000_000,
+        description="journal: notifications not yet applied to the graph at most; beyond, "
+                    "the webhook answers 503 with Retry-After (Alertmanager retries). It "
+                    "bounds the restart after a crash too: they are applied before ready "
+                    "(about 100 notifications of 10 alerts per second on 2 cores)")
+    webhook_journal_max_mb: int = Field(
+        64, ge=1, le=65_536,
+        description="journal: MiB of notifications not yet applied to the graph at most "
+                    "(then 503, as for webhook_journal_max_entries)")
+    webhook_apply_paused: bool = Field(
+        False,
+        description="journal: keep accepted notifications in the journal only, applying "
+                    "none to the graph (e.g. while the graph store is copied); they are "
+                    "applied at the next start without it. Answers come from the journal")
     # -- the operator's Prometheus, asked per incident (docs/prometheus.md) ----------------
     prometheus_url: str | None = Field(
         None, description="base URL of the Prometheus HTTP API (http:// or https://, without "
