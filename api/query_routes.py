@@ -9,7 +9,7 @@ handle never answers from before an acknowledged write.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import sparql_protocol
+from api.deps import GraphDependency
 from api.sparql_cors import SparqlCors
 from kg.config import Settings
 from kg.errors import NotAcceptable
@@ -39,10 +40,6 @@ class CypherResponse(BaseModel):
     columns: list[str]
     rows: list[list[Any]]
     truncated: bool = Field(description="true when the row cap cut the result")
-
-
-# A dependency that gives the knowledge graph, plain or a coroutine (FastAPI takes both).
-GraphDependency = Callable[[], KnowledgeGraph | Awaitable[KnowledgeGraph]]
 
 
 def add_query_routes(app: FastAPI, settings: Settings, kg: GraphDependency,
