@@ -22,21 +22,20 @@ Build one with :meth:`AlertmanagerClient.from_settings`; the constructor only as
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from kg.config import Settings
 from kg.errors import AutoCNCError, ConfigError
+from kg.peer_http import go_time, peer_client, read_bounded
 
 MAX_ALERTS = 100_000  # alerts one call keeps
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 STATES = ("active", "suppressed", "unprocessed")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 class AlertmanagerError(AutoCNCError):
@@ -108,16 +107,10 @@ class AlertmanagerClient:
         if not settings.alertmanager_url:
             raise ConfigError("setting 'alertmanager_url' is not set "
                               "(AUTOCNC_ALERTMANAGER_URL)")
-        headers = {"Accept": "application/json", "User-Agent": "autocnc"}
-        auth: httpx.BasicAuth | None = None
-        if settings.alertmanager_bearer_token:
-            headers["Authorization"] = f"Bearer {settings.alertmanager_bearer_token}"
-        elif settings.alertmanager_username:
-            auth = httpx.BasicAuth(settings.alertmanager_username,
-                                   settings.alertmanager_password or "")
-        http = httpx.Client(headers=headers, auth=auth,
-                            timeout=httpx.Timeout(settings.alertmanager_timeout_s),
-                            follow_redirects=False)
+        http = peer_client(bearer_token=settings.alertmanager_bearer_token,
+                           username=settings.alertmanager_username,
+                           password=settings.alertmanager_password,
+                           timeout_s=settings.alertmanager_timeout_s)
         return cls(settings.alertmanager_url, http, **bounds)
 
     def close(self) -> None:
@@ -201,19 +194,10 @@ class AlertmanagerClient:
         url = self._url(endpoint)
         extra: dict[str, Any] = {} if timeout_s is None else {
             "timeout": httpx.Timeout(max(timeout_s, 0.001))}
-        try:
-            request = self.http.build_request("GET", url, params=params, **extra)
-            response = self.http.send(request, stream=True)
-            try:
-                body = b"".join(self._bounded(url, response.iter_bytes()))
-            finally:
-                response.close()
-        except httpx.TimeoutException as exc:
-            raise AlertmanagerUnavailable(url, f"no answer within the timeout "
-                                               f"({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise AlertmanagerUnavailable(url, f"cannot reach it: {exc}") from exc
-        status = response.status_code
+        request = self.http.build_request("GET", url, params=params, **extra)
+        status, body = read_bounded(self.http, request, url, self.max_response_bytes,
+                                    unavailable=AlertmanagerUnavailable,
+                                    too_large=self._too_large)
         if status in (401, 403):
             raise AlertmanagerAuthError(url, f"HTTP {status}: credentials refused (settings "
                                              "alertmanager_bearer_token / "
@@ -229,14 +213,8 @@ class AlertmanagerClient:
                                                "API v2 (is alertmanager_url its base URL?)"
                                           ) from None
 
-    def _bounded(self, url: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        read = 0
-        for chunk in chunks:
-            read += len(chunk)
-            if read > self.max_response_bytes:
-                raise AlertmanagerAnswerError(url, f"answer over {self.max_response_bytes} "
-                                                   "bytes")
-            yield chunk
+    def _too_large(self, url: str) -> AlertmanagerAnswerError:
+        return AlertmanagerAnswerError(url, f"answer over {self.max_response_bytes} bytes")
 
     def _bad(self, endpoint: str, reason: str) -> AlertmanagerAnswerError:
         return AlertmanagerAnswerError(self._url(endpoint), f"unexpected answer: {reason}")
@@ -247,13 +225,7 @@ def _text(body: bytes, limit: int = 300) -> str:
 
 
 def rfc3339(text: Any) -> datetime | None:
-    """Go's RFC 3339 (nanoseconds, ``Z``) in UTC, cut to microseconds; None when absent,
-    unreadable or Go's zero time (year 1)."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        t = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-    t = t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
-    return None if t.year <= 1 else t
+    """Go's RFC 3339 in UTC (:func:`kg.peer_http.go_time`); None also for Go's zero time
+    (year 1), which Alertmanager sends for "not set"."""
+    t = go_time(text)
+    return None if t is None or t.year <= 1 else t

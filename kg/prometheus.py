@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -33,12 +33,12 @@ import numpy as np
 
 from kg.config import Settings
 from kg.errors import AutoCNCError, ConfigError
+from kg.peer_http import go_time, peer_client, read_bounded
 
 MAX_POINTS = 11_000  # Prometheus' own limit of points per series of a range query
 MAX_SERIES = 10_000  # series one call keeps
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 class PrometheusError(AutoCNCError):
@@ -143,16 +143,10 @@ class PrometheusClient:
         ConfigError when no URL is configured."""
         if not settings.prometheus_url:
             raise ConfigError("setting 'prometheus_url' is not set (AUTOCNC_PROMETHEUS_URL)")
-        headers = {"Accept": "application/json", "User-Agent": "autocnc"}
-        auth: httpx.BasicAuth | None = None
-        if settings.prometheus_bearer_token:
-            headers["Authorization"] = f"Bearer {settings.prometheus_bearer_token}"
-        elif settings.prometheus_username:
-            auth = httpx.BasicAuth(settings.prometheus_username,
-                                   settings.prometheus_password or "")
-        http = httpx.Client(headers=headers, auth=auth,
-                            timeout=httpx.Timeout(settings.prometheus_timeout_s),
-                            follow_redirects=False)
+        http = peer_client(bearer_token=settings.prometheus_bearer_token,
+                           username=settings.prometheus_username,
+                           password=settings.prometheus_password,
+                           timeout_s=settings.prometheus_timeout_s)
         return cls(settings.prometheus_url, http, **bounds)
 
     def close(self) -> None:
@@ -215,7 +209,7 @@ class PrometheusClient:
             out.append(PrometheusAlert(
                 _labels(a.get("labels", {}), "alerts"),
                 _labels(a.get("annotations", {}), "alerts"), str(a.get("state", "")),
-                _rfc3339(a.get("activeAt")), str(a.get("value", ""))))
+                go_time(a.get("activeAt")), str(a.get("value", ""))))
         return out
 
     # -- transport ---------------------------------------------------------------------------
@@ -223,22 +217,13 @@ class PrometheusClient:
               ) -> tuple[Any, list[str]]:
         """``data`` and ``warnings`` of one API call (POST with ``form``, GET without)."""
         url = f"{self.base_url}/api/v1/{endpoint}"
-        try:
-            if form is None:
-                request = self.http.build_request("GET", url)
-            else:
-                request = self.http.build_request("POST", url, data=_form(form))
-            response = self.http.send(request, stream=True)
-            try:
-                body = b"".join(self._bounded(url, response.iter_bytes()))
-            finally:
-                response.close()
-        except httpx.TimeoutException as exc:
-            raise PrometheusUnavailable(url, f"no answer within the timeout "
-                                             f"({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise PrometheusUnavailable(url, f"cannot reach it: {exc}") from exc
-        status = response.status_code
+        if form is None:
+            request = self.http.build_request("GET", url)
+        else:
+            request = self.http.build_request("POST", url, data=_form(form))
+        status, body = read_bounded(self.http, request, url, self.max_response_bytes,
+                                    unavailable=PrometheusUnavailable,
+                                    too_large=self._too_large)
         if status in (401, 403):
             raise PrometheusAuthError(url, f"HTTP {status}: credentials refused (settings "
                                            f"prometheus_bearer_token / prometheus_username)")
@@ -260,15 +245,9 @@ class PrometheusClient:
         warnings = doc.get("warnings") or []
         return doc.get("data"), [str(w) for w in warnings]
 
-    def _bounded(self, url: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        read = 0
-        for chunk in chunks:
-            read += len(chunk)
-            if read > self.max_response_bytes:
-                raise PrometheusQueryError(url, f"answer over {self.max_response_bytes} "
-                                                f"bytes: ask for fewer series",
-                                           "too_large")
-            yield chunk
+    def _too_large(self, url: str) -> PrometheusQueryError:
+        return PrometheusQueryError(url, f"answer over {self.max_response_bytes} bytes: ask "
+                                         "for fewer series", "too_large")
 
     def _bad(self, endpoint: str, reason: str) -> PrometheusQueryError:
         return PrometheusQueryError(f"{self.base_url}/api/v1/{endpoint}",
@@ -286,17 +265,6 @@ def _ts(t: datetime) -> str:
     if t.tzinfo is None:
         raise ValueError("times given to Prometheus must carry a time zone")
     return f"{t.timestamp():.3f}"
-
-
-def _rfc3339(text: Any) -> datetime | None:
-    """Go's RFC 3339 (nanoseconds, ``Z``) in UTC; None when absent or unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        t = datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-    return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _labels(obj: Any, endpoint: str) -> dict[str, str]:
