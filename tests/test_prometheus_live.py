@@ -248,6 +248,10 @@ def test_client_reads_series_ranges_and_alerts(stack: Stack) -> None:
         assert bad.value.error_type == "bad_data" and not bad.value.retryable
         with pytest.raises(PrometheusQueryError, match="widen the step"):
             c.query_range("up", now - timedelta(days=1), now, 1)  # 86,401 points
+    with stack.client(max_response_bytes=64) as c:  # a real answer over the bound
+        with pytest.raises(PrometheusQueryError, match="answer over 64 bytes") as big:
+            c.series(['{job=~"shop|node|cart"}'], now - timedelta(minutes=5), now)
+        assert big.value.error_type == "too_large"
     with PrometheusClient(f"http://127.0.0.1:{stack.target.port}", httpx.Client()) as c:
         with pytest.raises(PrometheusQueryError, match="not a Prometheus API answer"):
             c.series(["up"], now - timedelta(minutes=1), now)
