@@ -228,27 +228,17 @@ class Settings(BaseModel):
                 raise ValueError(f"{source!r} maps to itself")
         return v
 
-    @field_validator("prometheus_password")
+    @field_validator("prometheus_password", "alertmanager_password")
     @classmethod
-    def _prometheus_auth(cls, v: str | None, info: ValidationInfo) -> str | None:
-        # the last Prometheus field: the token and the user are validated by now
-        if v is not None and not info.data.get("prometheus_username"):
-            raise ValueError("needs prometheus_username (HTTP basic auth)")
-        if info.data.get("prometheus_bearer_token") and (v or info.data.get(
-                "prometheus_username")):
-            raise ValueError("basic auth and prometheus_bearer_token exclude each other: "
-                             "give one way to authenticate to Prometheus")
-        return v
-
-    @field_validator("alertmanager_password")
-    @classmethod
-    def _alertmanager_auth(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None and not info.data.get("alertmanager_username"):
-            raise ValueError("needs alertmanager_username (HTTP basic auth)")
-        if info.data.get("alertmanager_bearer_token") and (v or info.data.get(
-                "alertmanager_username")):
-            raise ValueError("basic auth and alertmanager_bearer_token exclude each other: "
-                             "give one way to authenticate to Alertmanager")
+    def _peer_auth(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # each peer's last field: its token and its user are validated by now
+        peer = str(info.field_name).removesuffix("_password")
+        if v is not None and not info.data.get(f"{peer}_username"):
+            raise ValueError(f"needs {peer}_username (HTTP basic auth)")
+        if info.data.get(f"{peer}_bearer_token") and (v or info.data.get(f"{peer}_username")):
+            name = "Prometheus" if peer == "prometheus" else "Alertmanager"
+            raise ValueError(f"basic auth and {peer}_bearer_token exclude each other: "
+                             f"give one way to authenticate to {name}")
         return v
 
     @property
