@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kg.errors import StoreUnavailable
+from kg.timeseries import fsync_path
 
 log = logging.getLogger("autocnc.intake")
 VERSION = 1
@@ -240,7 +241,7 @@ class IntakeJournal:
             self._current_size = 0
             with self._lock:
                 self._segments.append((batch[0].seq, path))
-            _fsync_dir(self.root)
+            fsync_path(self.root)  # the new segment's name, durable
         data = b"".join(e.line for e in batch)
         self._current.write(data)
         self._current.flush()
@@ -252,12 +253,3 @@ class IntakeJournal:
             self._current.close()
             self._current = None
         self._drop_applied()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a new file's name durable (a crash could otherwise lose the whole segment)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
