@@ -150,10 +150,11 @@ class AlertReceiver:
             counts = []
             ctxs = [IngestContext(self.kg, report, sink, j.scope, None, j.options)
                     for j in jobs]
-            self.receiver.prefetch([(c, j.payload, "alertmanager")
-                                    for c, j in zip(ctxs, jobs, strict=True)])
-            for j, ctx in zip(jobs, ctxs, strict=True):
-                recs = self.receiver.records(ctx, j.payload, "alertmanager")
+            made = self.receiver.records_many([(c, j.payload, "alertmanager")
+                                               for c, j in zip(ctxs, jobs, strict=True)])
+            for j, recs in zip(jobs, made, strict=True):
+                if isinstance(recs, Exception):
+                    raise recs  # the group is written again one by one (see _run)
                 for rec in recs:
                     sink.add(rec)
                 if self.incidents is not None and recs:

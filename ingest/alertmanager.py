@@ -238,6 +238,13 @@ def best_definition(defs: Sequence[DefinitionRef], labels: Mapping[str, str]
 
 # -- the receiver ----------------------------------------------------------------------------
 
+def _check_options(options: Mapping[str, Any]) -> None:
+    closed_by = options.get("closed_by")
+    if closed_by is not None and closed_by not in CLOSED_BY:
+        raise IngestError(f"option closed_by: {closed_by!r} is not one of "
+                          f"{', '.join(CLOSED_BY)}")
+
+
 class AlertmanagerReceiver:
     """Turns notifications into records; keeps lookups cached between notifications.
 
@@ -264,49 +271,63 @@ class AlertmanagerReceiver:
         self._closed.clear()
         self._pods.clear()
 
-    def prefetch(self, notes: Sequence[tuple[IngestContext, Any, str]]) -> None:
-        """Look up what the records of many notifications need with one store read each
-        (label resolutions, occurrences, pods), for the receiver's group commit: one
-        notification after another, each cost ~2 reads, a third of the writer's time in a
-        storm. Malformed notifications are left to :meth:`records` to report."""
+    def records(self, ctx: IngestContext, payload: Any, name: str) -> list[Record]:
+        """The records of one notification; WebhookPayloadError if it is malformed."""
+        out = self.records_many([(ctx, payload, name)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def records_many(self, notes: Sequence[tuple[IngestContext, Any, str]]
+                     ) -> list[list[Record] | IngestError]:
+        """The records of many notifications, in order (the receiver's group commit), with
+        one store read for the lookups of them all (label resolutions, occurrences, pods):
+        one notification after another, each cost ~2 reads, a third of the writer's time
+        in a storm. Each notification's records, or the error that refused it (malformed:
+        WebhookPayloadError; a bad option)."""
+        parsed: list[tuple[IngestContext, str, Notification, str] | IngestError] = []
         items: list[tuple[str, Mapping[str, str]]] = []
         occ: list[str] = []
         for ctx, payload, name in notes:
             try:
-                alerts = parse_payload(payload).alerts
-            except WebhookPayloadError:
+                note = parse_payload(payload)
+                if note.alerts:
+                    _check_options(ctx.options)
+            except IngestError as exc:
+                parsed.append(exc)
                 continue
             scope = ctx.scope_for(Input(name))
-            items.extend((scope, a.labels) for a in alerts)
-            occ.extend(ctx.iri(scope, "Alert", a.key) for a in alerts)
-        if not items:
-            return
-        found = self.resolver.resolve_many(items)
-        base = notes[0][0].base
-        self._learn(occ, [_pod_candidates(scope, labels, base) if r.how == "exact"
-                          and r.label == "pod" else None
-                          for (scope, labels), r in zip(items, found, strict=True)])
+            parsed.append((ctx, scope, note, name))
+            items.extend((scope, a.labels) for a in note.alerts)
+            occ.extend(ctx.iri(scope, "Alert", a.key) for a in note.alerts)
+        found = self.resolver.resolve_many(items) if items else []
+        base = self.kg.settings.iri_base
+        pods = [_pod_candidates(scope, labels, base) if r.how == "exact" and r.label == "pod"
+                else None for (scope, labels), r in zip(items, found, strict=True)]
+        if occ:
+            self._learn(occ, pods)
+        out: list[list[Record] | IngestError] = []
+        at = 0
+        for p in parsed:
+            if isinstance(p, IngestError):
+                out.append(p)
+                continue
+            ctx, scope, note, name = p
+            n = len(note.alerts)
+            out.append(self._note_records(ctx, scope, name, note, occ[at:at + n],
+                                          found[at:at + n], pods[at:at + n]))
+            at += n
+        return out
 
-    def records(self, ctx: IngestContext, payload: Any, name: str) -> list[Record]:
-        """The records of one notification; WebhookPayloadError if it is malformed."""
-        note = parse_payload(payload)
-        if not note.alerts:
-            return []
+    def _note_records(self, ctx: IngestContext, scope: str, name: str, note: Notification,
+                      occ: Sequence[str], found: Sequence[Resolution],
+                      pods: Sequence[tuple[str, list[str]] | None]) -> list[Record]:
         closed_by = ctx.options.get("closed_by")
-        if closed_by is not None and closed_by not in CLOSED_BY:
-            raise IngestError(f"option closed_by: {closed_by!r} is not one of "
-                              f"{', '.join(CLOSED_BY)}")
         reopen = bool(ctx.options.get("reopen"))
-        scope = ctx.scope_for(Input(name))
         rules_scope = str(ctx.options.get("rules_scope") or scope)
-        occ = [ctx.iri(scope, "Alert", a.key) for a in note.alerts]
         defs = self.definitions.lookup(
             rules_scope, sorted({a.labels["alertname"] for a in note.alerts
                                  if "alertname" in a.labels}))
-        found = self.resolver.resolve_many([(scope, a.labels) for a in note.alerts])
-        pods = [_pod_candidates(scope, a.labels, ctx.base) if r.how == "exact"
-                and r.label == "pod" else None for a, r in zip(note.alerts, found, strict=True)]
-        self._learn(occ, pods)
         out = []
         for alert, iri, res, pod in zip(note.alerts, occ, found, pods, strict=True):
             if alert.status == "firing" and self._closed.get(iri) and not reopen:
