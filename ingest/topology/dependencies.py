@@ -11,21 +11,19 @@ file (and belongs to it).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from ingest.base import IngestContext, Input, Record
-from kg.facts import Entity, Relation, coerce_value
+from ingest.topology.edge_csv import EdgeTable, read_table
+from kg.facts import Relation, coerce_value
 
 REQUIRED = ("caller", "callee")
 
 
 def records(ctx: IngestContext, inp: Input, scope: str, source: str) -> Iterator[Record]:
-    reader = csv.reader(io.StringIO(inp.read_text().lstrip("\ufeff")))
-    header = [h.strip() for h in next(reader, [])]
+    header, rows = read_table(inp)
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         ctx.sink.reject(inp.name, "line 1", f"missing required column(s) {', '.join(missing)} "
@@ -34,38 +32,15 @@ def records(ctx: IngestContext, inp: Input, scope: str, source: str) -> Iterator
     onto = ctx.kg.onto
     typed = {h: onto.datatype_properties[h] for h in header
              if h in onto.datatype_properties and onto.datatype_properties[h].edge}
-    rows = list(enumerate(reader, 2))
-    names = {r[header.index(c)].strip() for _, r in rows if len(r) == len(header)
-             for c in REQUIRED}
-    iris = {n: ctx.iri(scope, "Service", n) for n in names if n}
-    ctx.sink.flush()  # services of manifests read just before must be visible
-    existing, _ = ctx.kg.store.fetch(list(iris.values()), [])
-    written: set[str] = set()
-    for line, row in rows:
-        raw = ",".join(row)
-        if len(row) != len(header):
-            ctx.sink.reject(inp.name, f"line {line}", f"{len(row)} fields, the header has "
-                            f"{len(header)}", raw)
-            continue
-        cells = dict(zip(header, (c.strip() for c in row), strict=True))
-        if not cells["caller"] or not cells["callee"]:
-            ctx.sink.reject(inp.name, f"line {line}", "caller and callee must not be empty", raw)
-            continue
+    table = EdgeTable(ctx, inp, header, rows, ("caller", "callee"), scope, "Service")
+    for line, cells, raw in table.edges():
         try:
             props = _edge_props(cells, typed)
         except ValueError as exc:
             ctx.sink.reject(inp.name, f"line {line}", str(exc), raw)
             continue
-        a, b = iris[cells["caller"]], iris[cells["callee"]]
-        entities = []
-        for name, iri in ((cells["caller"], a), (cells["callee"], b)):
-            old = existing.get(iri)
-            # Write a service only if this file owns it: another source's service keeps
-            # its provenance, and this file's snapshot never retires it.
-            if iri not in written and (old is None or old.source == source):
-                entities.append(Entity(iri, "Service", {"name": name}, source))
-                written.add(iri)
-        yield Record(inp.name, f"line {line}", entities,
+        a, b = table.iris[cells["caller"]], table.iris[cells["callee"]]
+        yield Record(inp.name, f"line {line}", table.owned_ends(cells, source),
                      [Relation("calls", a, b, props, source)], raw)
 
 
