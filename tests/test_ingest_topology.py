@@ -209,6 +209,19 @@ def test_dependency_csv_errors_name_the_line(kg: KnowledgeGraph) -> None:
     assert port == 80
 
 
+def test_link_csv_errors_name_the_line(kg: KnowledgeGraph) -> None:
+    rows = b"source,target,relation\nr1,r2,\nr2,r3\nr3,,connectsTo\nr1,r3,likes\n"
+    report = run_ingest(kg, "topology", [Input.of_bytes("links.csv", rows)], scope="n1",
+                        as_of=T1)
+    why = {r.where: r.reason for r in report.rejected}
+    assert sorted(why) == ["line 3", "line 4", "line 5"]
+    assert "2 fields" in why["line 3"] and "must not be empty" in why["line 4"]
+    assert "likes" in why["line 5"]
+    (n,) = one(kg, "MATCH (a:Entity)-[:connectsTo]->(b:Entity) WHERE a.name = 'r1' "
+                   "AND b.name = 'r2' RETURN count(*)")
+    assert n == 1
+
+
 def test_dry_run_writes_nothing(kg: KnowledgeGraph) -> None:
     head = kg.store.head()
     report = ingest(kg, [TOPO / "online-boutique"], "online-boutique", dry_run=True)
